@@ -1,0 +1,9 @@
+// anydefer/anydefer.hpp: the whole core API in one include.
+#pragma once
+
+#include "anydefer/combinators.hpp"
+#include "anydefer/coroutine.hpp"
+#include "anydefer/deferred.hpp"
+#include "anydefer/errors.hpp"
+#include "anydefer/executor.hpp"
+#include "anydefer/failure.hpp"

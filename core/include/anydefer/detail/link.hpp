@@ -1,0 +1,277 @@
+// anydefer/detail/link.hpp: the state of a deferred made by add_callback() and friends.
+//
+// A link is its upstream's continuation. When the upstream has a result, the link runs its handler on it (inline,
+// or as a task on an executor), and then either has its own result or waits on the deferred the handler
+// returned (Twisted's "a callback returning a deferred pauses the chain"). Either way it hands the next step back
+// to the drive loop instead of calling it, so chains of any length run in constant stack.
+#pragma once
+
+#include <functional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "anydefer/detail/state.hpp"
+
+namespace anydefer::detail {
+
+template <class R>
+struct unwrap_deferred {
+  using type = R;
+  static constexpr bool is_deferred = false;
+};
+template <class U>
+struct unwrap_deferred<deferred<U>> {
+  using type = U;
+  static constexpr bool is_deferred = true;
+};
+
+// What a handler produced: a result now, or a deferred to wait on.
+template <class U>
+using outcome = std::variant<result<U>, deferred<U>>;
+
+// Calls `f(args...)` and turns whatever happens (a value, void, a deferred, a throw) into an outcome<U>.
+template <class U, class F, class... A>
+outcome<U> invoke_to_outcome(F& f, A&&... args) noexcept {
+  using R = std::invoke_result_t<F&, A...>;
+  try {
+    if constexpr (unwrap_deferred<R>::is_deferred) {
+      return outcome<U>(std::in_place_index<1>, std::invoke(f, std::forward<A>(args)...));
+    } else if constexpr (std::is_void_v<R>) {
+      std::invoke(f, std::forward<A>(args)...);
+      return outcome<U>(std::in_place_index<0>);
+    } else {
+      return outcome<U>(std::in_place_index<0>, std::invoke(f, std::forward<A>(args)...));
+    }
+  } catch (...) {
+    return outcome<U>(std::in_place_index<0>, failure(std::current_exception()));
+  }
+}
+
+template <class T, class F>
+struct invoke_with_value {
+  using type = std::invoke_result_t<F&, T&&>;
+};
+template <class F>
+struct invoke_with_value<void, F> {
+  using type = std::invoke_result_t<F&>;
+};
+
+// add_callback(f): f gets the value; a failure passes through untouched.
+template <class T, class U, class F>
+struct value_handler {
+  F on_value;
+  outcome<U> operator()(result<T>&& r) noexcept {
+    if (r.has_failure()) return outcome<U>(std::in_place_index<0>, r.error());
+    if constexpr (std::is_void_v<T>) {
+      return invoke_to_outcome<U>(on_value);
+    } else {
+      return invoke_to_outcome<U>(on_value, std::move(r).value());
+    }
+  }
+};
+
+// add_errback(g): g gets the failure and may recover; a value passes through untouched.
+template <class T, class G>
+struct failure_handler {
+  G on_failure;
+  outcome<T> operator()(result<T>&& r) noexcept {
+    if (r.has_failure()) return invoke_to_outcome<T>(on_failure, failure(r.error()));
+    return outcome<T>(std::in_place_index<0>, std::move(r));
+  }
+};
+
+// add_callbacks(f, g): exactly one of them runs.
+template <class T, class U, class F, class G>
+struct value_or_failure_handler {
+  F on_value;
+  G on_failure;
+  outcome<U> operator()(result<T>&& r) noexcept {
+    if (r.has_failure()) return invoke_to_outcome<U>(on_failure, failure(r.error()));
+    if constexpr (std::is_void_v<T>) {
+      return invoke_to_outcome<U>(on_value);
+    } else {
+      return invoke_to_outcome<U>(on_value, std::move(r).value());
+    }
+  }
+};
+
+// add_both(f): f gets the result<T>, value or failure.
+template <class T, class U, class F>
+struct result_handler {
+  F on_result;
+  outcome<U> operator()(result<T>&& r) noexcept { return invoke_to_outcome<U>(on_result, std::move(r)); }
+};
+
+// Set while a link hands itself to an executor, so that an executor that runs or rejects the task inline (before
+// execute() returns) does not recurse: the link notes it here and the drive loop carries on after execute().
+// Thread-local, so a run or reject on another thread never matches.
+struct inline_schedule_note {
+  const task* scheduling = nullptr;
+  enum : unsigned char { none, ran, rejected } what = none;
+  std::exception_ptr* rejection = nullptr;  // where an inline reject leaves its error
+};
+inline constinit thread_local inline_schedule_note this_thread_schedule_note{};
+
+// The task node of a link that runs on an executor; empty for inline links.
+template <bool Scheduled>
+struct link_task {};
+template <>
+struct link_task<true> : task {
+  link_task(const task::operations* ops, executor_ref ex) noexcept : task(ops), executor(ex) {}
+  executor_ref executor;
+};
+
+template <class T, class U, class Handler, bool Scheduled>
+class link final : public state<U>, public link_task<Scheduled> {
+ public:
+  // `upstream` may be null only for T = void: a submitted task that starts from nothing.
+  template <class H>
+  link(state<T>* upstream, H&& handler, std::source_location created_at) noexcept
+    requires(!Scheduled)
+      : state<U>(state_base::kind::driven, created_at), upstream_(upstream), handler_(std::forward<H>(handler)) {
+    init(upstream);
+  }
+  template <class H>
+  link(state<T>* upstream, executor_ref ex, H&& handler, std::source_location created_at) noexcept
+    requires(Scheduled)
+      : state<U>(state_base::kind::driven, created_at),
+        link_task<true>(&task_operations, ex),
+        upstream_(upstream),
+        handler_(std::forward<H>(handler)) {
+    init(upstream);
+  }
+
+  step on_ready(state_base& from) noexcept override {
+    // relaxed: a cancel() that still reads the old pointer cancels a state that already fired, a no-op; the walk
+    // then cancels this link itself (see state_base::cancel).
+    awaited_.store(nullptr, std::memory_order_relaxed);
+    if (&from == inner_) return finish(inner_->take_result());
+    if constexpr (Scheduled) {
+      return schedule();
+    } else {
+      return run_handler();
+    }
+  }
+
+  // Undoes a link that could not be attached (its upstream already had a consumer): drops its own reference;
+  // the caller's handle then frees it.
+  void discard_unstarted() noexcept { state_base::release(this); }
+
+  // Starts a link that has no upstream (submit()).
+  step start() noexcept {
+    if constexpr (Scheduled) {
+      return schedule();
+    } else {
+      return run_handler();
+    }
+  }
+
+ protected:
+  state_base* awaited() const noexcept override { return awaited_.load(std::memory_order_acquire); }
+  void owned_references(state_base*& first, state_base*& second) noexcept override {
+    first = upstream_;
+    second = inner_;
+  }
+
+ private:
+  void init(state<T>* upstream) noexcept {
+    // One reference for the handles, one held by the link on itself until it publishes its result.
+    this->refs_.store(2, std::memory_order_relaxed);
+    awaited_.store(upstream, std::memory_order_relaxed);
+    if (upstream != nullptr) upstream->add_ref();
+  }
+
+  step run_handler() noexcept {
+    // A link cancelled while its upstream's result was on its way (or queued on an executor) already failed with
+    // cancelled_error: the upstream's result is dropped unseen and the handler does not run.
+    if (this->is_claimed()) return finish_discarded();
+    outcome<U> out = [&] {
+      if constexpr (std::is_void_v<T>) {
+        if (upstream_ == nullptr) return handler_(result<void>());
+      }
+      return handler_(upstream_->take_result());
+    }();
+    if (out.index() == 1) return wait_on(std::get<1>(std::move(out)));
+    return finish(std::get<0>(std::move(out)));
+  }
+
+  // The handler returned a deferred: this link now waits on it (Twisted's implicit chaining).
+  step wait_on(deferred<U> inner) noexcept {
+    state<U>* x = access::state_of(inner);
+    if (x == nullptr) return finish(failure::of(empty_deferred_error()));
+    if (x == this) {
+      return finish(failure::of(std::logic_error("anydefer: a callback returned the deferred it feeds")));
+    }
+    x->add_ref();
+    inner_ = x;
+    switch (x->try_attach(this)) {
+      case state_base::attach_result::attached:
+        // release: a cancel() that acquires this pointer walks into a fully attached inner.
+        awaited_.store(x, std::memory_order_release);
+        return {};  // `inner` goes out of scope here; if it was the last handle, x fails as broken and resumes us
+      case state_base::attach_result::ready_now:
+        return finish(x->take_result());
+      case state_base::attach_result::already_continued:
+        break;
+    }
+    return finish(failure::of(already_continued_error()));
+  }
+
+  step finish(result<U>&& r) noexcept {
+    std::uintptr_t w = this->claim();
+    if ((w & state_base::claimed) != 0) return finish_discarded();
+    this->store_result(std::move(r));
+    continuation* next = this->publish(w);
+    // Our own reference goes now; if there is a consumer, its reference keeps us alive while it reads.
+    state_base::release(this);
+    return {next, next != nullptr ? this : nullptr};
+  }
+
+  step finish_discarded() noexcept {
+    state_base::release(this);
+    return {};
+  }
+
+  step schedule() noexcept
+    requires(Scheduled)
+  {
+    inline_schedule_note& note = this_thread_schedule_note;
+    const inline_schedule_note saved = note;
+    std::exception_ptr rejection;
+    note = {this, inline_schedule_note::none, &rejection};
+    this->executor.execute(*this);
+    const auto what = note.what;
+    note = saved;
+    if (what == inline_schedule_note::ran) return run_handler();
+    if (what == inline_schedule_note::rejected) return finish(failure(std::move(rejection)));
+    return {};  // the executor will run or reject us later, elsewhere
+  }
+
+  static link& from_task(task& t) noexcept { return static_cast<link&>(static_cast<link_task<true>&>(t)); }
+
+  static void run_task(task& t) noexcept {
+    if (this_thread_schedule_note.scheduling == &t) {
+      this_thread_schedule_note.what = inline_schedule_note::ran;
+      return;
+    }
+    run_continuations(from_task(t).run_handler());
+  }
+  static void reject_task(task& t, std::exception_ptr why) noexcept {
+    if (!why) why = std::make_exception_ptr(executor_stopped_error());
+    if (this_thread_schedule_note.scheduling == &t) {
+      this_thread_schedule_note.what = inline_schedule_note::rejected;
+      *this_thread_schedule_note.rejection = std::move(why);
+      return;
+    }
+    run_continuations(from_task(t).finish(failure(std::move(why))));
+  }
+  static constexpr task::operations task_operations{&run_task, &reject_task};
+
+  state<T>* upstream_;
+  state<U>* inner_ = nullptr;
+  std::atomic<state_base*> awaited_{nullptr};
+  [[no_unique_address]] Handler handler_;
+};
+
+}  // namespace anydefer::detail

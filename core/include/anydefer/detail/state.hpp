@@ -1,0 +1,384 @@
+// anydefer/detail/state.hpp: the shared state behind a deferred handle, and its lock-free state machine.
+//
+// Each deferred owns one heap-allocated state. A chain `d.add_callback(f).add_callback(g)` is a list of states:
+// the root (fired by hand), then one *link* per add_*: the link stores the callable and, once its upstream has a
+// result, runs it and gets its own result. A link is the upstream's *continuation*.
+//
+// The state word (`word_`) decides the only real race: the producer firing while the consumer attaches its
+// continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned) plus 4 flags:
+//
+//   bits 4..63  continuation* c   the one consumer, set once by try_attach(), never cleared
+//   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment)
+//   bit 1       ready             the result is written and visible (published with release)
+//   bit 2       consumed          the result was taken by a consumer that attached after `ready` (get(), a late
+//                                 add_*, a co_await of a fired deferred)
+//   bit 3       waiting           a thread blocks in wait(): the publisher must wake it (futex on the low half)
+//
+//        try_attach: CAS c in          claim: fetch_or(claimed)           publish: fetch_or(ready) / store
+//   {}  ------------------------>  {c}  ------------------------> {c,claimed} -----------> {c,claimed,ready}
+//    |  claim                                                                      publisher runs c
+//    +------> {claimed} --publish--> {claimed,ready} --try_attach: CAS consumed--> {claimed,ready,consumed}
+//                 |  try_attach: CAS c in (before publish)                          attacher runs c
+//                 +------> {c,claimed} --publish: fetch_or sees c--> publisher runs c
+//
+// Exactly one side runs the continuation: whichever of "publish" and "attach" comes second in the word's
+// modification order sees the other's bit and runs it; the first one only sets its bit. Nobody waits for the
+// other side, so there is no lock and no spin on the fire/continue paths (wait() alone yields while a claimed
+// result is being written, which is bounded by a move).
+//
+// Lifetime: `handles_` counts deferred handles; together they hold one unit of `refs_`. Every consumer holds one
+// ref on the state it consumes (a link on its upstream and on the inner deferred it waits on), released only when
+// the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches freed memory. A
+// link also holds one ref on itself from creation until it publishes its result, so a chain whose handles were
+// all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <source_location>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "anydefer/errors.hpp"
+#include "anydefer/executor.hpp"
+#include "anydefer/failure.hpp"
+
+namespace anydefer {
+
+template <class T>
+class deferred;
+
+namespace detail {
+
+class state_base;
+
+// Where a drive loop goes next: run `next` with the result of `from`, or stop when `next` is null.
+struct step {
+  class continuation* next = nullptr;
+  state_base* from = nullptr;
+};
+
+// Something that consumes the result of one state: a link, a coroutine awaiter, a combinator slot.
+// 16-byte aligned so its address leaves the state word four flag bits.
+class alignas(16) continuation {
+ public:
+  // `from` has its result and this continuation is its consumer: take the result and return the next step.
+  // Never throws; errors become failures of whatever this continuation feeds.
+  virtual step on_ready(state_base& from) noexcept = 0;
+
+ protected:
+  ~continuation() = default;
+};
+
+// Runs continuations until the chain pauses (waits on an unfired deferred, or hops to an executor) or ends.
+// One loop for every kind of hand-over keeps the stack constant however long the chain.
+inline void run_continuations(step s) noexcept {
+  while (s.next != nullptr) s = s.next->on_ready(*s.from);
+}
+
+void report_unhandled(const failure& error, const std::source_location& created_at) noexcept;
+void futex_wait(std::atomic<std::uintptr_t>& word, std::uintptr_t expected, const void* deadline) noexcept;
+void futex_wake_all(std::atomic<std::uintptr_t>& word) noexcept;
+bool wait_ready_until(std::atomic<std::uintptr_t>& word, const void* deadline);
+
+class state_base : public continuation {
+ public:
+  static constexpr std::uintptr_t claimed = 1;
+  static constexpr std::uintptr_t ready = 2;
+  static constexpr std::uintptr_t consumed = 4;
+  static constexpr std::uintptr_t waiting = 8;
+  static constexpr std::uintptr_t flag_mask = 15;
+
+  // cancel_flags_ bits.
+  static constexpr std::uint8_t cancel_requested = 1;  // cancel() ran on this root: its canceller runs at most once
+  static constexpr std::uint8_t swallow_late_fire = 2;  // a no-canceller cancel: swallow the producer's next fire
+
+  enum class kind : std::uint8_t {
+    root,    // fired by hand: callback()/errback()
+    driven,  // fired by the library: a link, a coroutine, a combinator, a submitted task
+  };
+
+  state_base(kind k, std::source_location created_at) noexcept : kind_(k), created_at_(created_at) {}
+  state_base(const state_base&) = delete;
+  state_base& operator=(const state_base&) = delete;
+  virtual ~state_base() = default;
+
+  static continuation* continuation_of(std::uintptr_t word) noexcept {
+    return reinterpret_cast<continuation*>(word & ~flag_mask);  // NOLINT(performance-no-int-to-ptr)
+  }
+
+  bool is_ready() const noexcept { return (word_.load(std::memory_order_acquire) & ready) != 0; }
+  bool is_claimed() const noexcept { return (word_.load(std::memory_order_acquire) & claimed) != 0; }
+  bool is_continued() const noexcept {
+    std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    return (w & consumed) != 0 || continuation_of(w) != nullptr;
+  }
+  kind state_kind() const noexcept { return kind_; }
+  const std::source_location& created_at() const noexcept { return created_at_; }
+
+  // --- reference counting ----------------------------------------------------------------------------------
+  // Relaxed increments: a new reference is always made from an existing one, which already keeps the state
+  // alive; no data is published by taking a reference.
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Takes a handle only if one still exists (weak_ptr::lock): a canceller may run while the producer drops the
+  // last handle, and must not resurrect an abandoned state.
+  bool try_add_handle() noexcept {
+    std::uint32_t h = handles_.load(std::memory_order_relaxed);
+    while (h != 0) {
+      if (handles_.compare_exchange_weak(h, h + 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
+  // Drops one handle. The last one: an unfired root with a consumer can never fire any more, so it fails with
+  // broken_deferred_error (the consumer learns it now instead of waiting forever); then the handles' shared
+  // reference goes. acq_rel: the last dropper must see every other handle's writes before deciding.
+  void drop_handle() noexcept {
+    if (handles_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (kind_ == kind::root) {
+      std::uintptr_t w = word_.load(std::memory_order_acquire);
+      if ((w & claimed) == 0 && continuation_of(w) != nullptr) {
+        fail_internal(std::make_exception_ptr(broken_deferred_error()));
+      }
+    }
+    release(this);
+  }
+
+  // Drops one reference; frees the state (and, iteratively, what it held) at zero.
+  static void release(state_base* s) noexcept;
+
+  // --- the state machine -----------------------------------------------------------------------------------
+  enum class attach_result : std::uint8_t { attached, ready_now, already_continued };
+
+  // Makes `c` the consumer. `attached`: the publisher will run it. `ready_now`: the result is already there,
+  // marked consumed, and the caller runs `c` itself. `already_continued`: there is a consumer; nothing changed.
+  attach_result try_attach(continuation* c) noexcept {
+    // acquire: if we find `ready`, we read the result next and must see the publisher's writes.
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((w & consumed) != 0 || continuation_of(w) != nullptr) return attach_result::already_continued;
+      if ((w & ready) != 0) {
+        // Transition {ready} -> {ready,consumed}. acquire pairs with the publisher's release (the load above
+        // already did; a failed CAS reloads with acquire too).
+        if (word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire)) {
+          return attach_result::ready_now;
+        }
+      } else {
+        // Transition {} or {claimed} -> {c,...}. release: the publisher acquires the word and then runs `c`, so
+        // it must see everything the attacher wrote into `c` (the callable, the upstream pointer). On failure the
+        // publisher raced us to `ready`: reload with acquire and take the ready_now path.
+        if (word_.compare_exchange_weak(w, w | reinterpret_cast<std::uintptr_t>(c), std::memory_order_release,
+                                        std::memory_order_acquire)) {
+          return attach_result::attached;
+        }
+      }
+    }
+  }
+
+  // Wins the right to write the result; returns the word as it was. If `claimed` was already set, the caller
+  // lost and must not write. acquire: if a continuation was attached before, the claimant will run it and must
+  // see its construction (pairs with try_attach's release).
+  std::uintptr_t claim() noexcept { return word_.fetch_or(claimed, std::memory_order_acquire); }
+
+  // After the claimant wrote the result: makes it visible and returns the continuation to run, if any.
+  continuation* publish(std::uintptr_t at_claim) noexcept {
+    if (continuation* c = continuation_of(at_claim)) {
+      // The consumer was attached before the claim; once claimed nobody else writes the word (try_attach sees a
+      // consumer and returns, a waiter yields while claimed-but-not-ready), so a plain release store suffices.
+      // release: a waiter or is_ready() that acquires `ready` sees the result.
+      word_.store(at_claim | claimed | ready, std::memory_order_release);
+      if ((at_claim & waiting) != 0) futex_wake_all(word_);
+      return c;
+    }
+    // acq_rel: release publishes the result to whoever sees `ready`; acquire because a consumer may have been
+    // attached since the claim and we are about to run it.
+    std::uintptr_t old = word_.fetch_or(ready, std::memory_order_acq_rel);
+    if ((old & waiting) != 0) futex_wake_all(word_);
+    return continuation_of(old);
+  }
+
+  // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
+  void consume_for_get() {
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    do {
+      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
+    } while (!word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire));
+  }
+
+  // A fire that lost the claim: swallowed once after a cancel() without canceller (the producer could not know
+  // it was cancelled), else already_called_error. acq_rel on the RMW: pairs with cancel_here()'s release so the
+  // swallow flag it set before claiming is seen here.
+  void on_late_fire() {
+    if ((cancel_flags_.fetch_and(static_cast<std::uint8_t>(~swallow_late_fire), std::memory_order_acq_rel) &
+         swallow_late_fire) != 0) {
+      return;
+    }
+    throw already_called_error();
+  }
+
+  // Blocks until the result is ready (or the deadline, a std::chrono::steady_clock::time_point*, passes).
+  bool wait_ready(const void* deadline) { return wait_ready_until(word_, deadline); }
+
+  // Fails the state with `error` unless it already has a result; runs its continuations.
+  void fail_internal(std::exception_ptr error) noexcept;
+
+  // --- cancellation ----------------------------------------------------------------------------------------
+  // Cancels what this chain waits on: walks down "what am I waiting on" to the deepest unfired state and
+  // cancels that (Twisted: a deferred waiting on another cancels that one instead of itself). Each hop is kept
+  // alive by the previous one's reference, so the walk needs no reference counting of its own.
+  void cancel() noexcept;
+
+  // The result type, for the unhandled-error report and the internal failure path.
+  virtual void store_failure(std::exception_ptr error) noexcept = 0;
+
+ protected:
+  // What this state is waiting on (its upstream, or the deferred its callback returned), or null.
+  virtual state_base* awaited() const noexcept { return nullptr; }
+  // Cancels this state itself; called when it waits on nothing.
+  virtual void cancel_here() noexcept;
+  // For roots with a canceller: runs it. May throw.
+  virtual void run_canceller() {}
+  virtual bool has_canceller() const noexcept { return false; }
+  // The references this state holds on others, released after it is destroyed.
+  virtual void owned_references(state_base*& first, state_base*& second) noexcept { first = second = nullptr; }
+  // Reports a failure nobody consumed. Called once, when the last reference goes.
+  virtual void report_if_unhandled() noexcept = 0;
+
+  step on_ready(state_base&) noexcept override { return {}; }  // a plain state consumes nothing
+
+  std::atomic<std::uintptr_t> word_{0};
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint32_t> handles_{1};
+  std::atomic<std::uint8_t> cancel_flags_{0};
+
+ private:
+  const kind kind_;
+  std::source_location created_at_;
+};
+
+// The state of a deferred<T>: state_base plus the result.
+template <class T>
+class state : public state_base {
+  using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+ public:
+  using state_base::state_base;
+
+  // Writes the result. Only the claimant calls these, between claim() and publish().
+  template <class... A>
+  void store_value(A&&... a) noexcept {
+    try {
+      result_.template emplace<1>(std::forward<A>(a)...);
+    } catch (...) {
+      result_.template emplace<2>(std::current_exception());
+    }
+  }
+  void store_failure(std::exception_ptr error) noexcept override { result_.template emplace<2>(std::move(error)); }
+  void store_result(result<T>&& r) noexcept {
+    if (r.has_value()) {
+      if constexpr (std::is_void_v<T>) {
+        store_value();
+      } else {
+        store_value(std::move(r).value());
+      }
+    } else {
+      store_failure(r.error().exception());
+    }
+  }
+
+  // Moves the result out. Only the one consumer calls this, after `ready` was acquired.
+  result<T> take_result() noexcept {
+    if (result_.index() == 2) return result<T>(failure(std::move(std::get<2>(result_))));
+    if constexpr (std::is_void_v<T>) {
+      return result<T>();
+    } else {
+      return result<T>(std::move(std::get<1>(result_)));
+    }
+  }
+
+  bool holds_failure() const noexcept { return result_.index() == 2; }
+
+  // Builds an already-fired state (succeed()/fail()), before any other thread can see it.
+  template <class... A>
+  void prefire_value(A&&... a) noexcept {
+    store_value(std::forward<A>(a)...);
+    word_.store(claimed | ready, std::memory_order_relaxed);
+  }
+  void prefire_failure(std::exception_ptr error) noexcept {
+    store_failure(std::move(error));
+    word_.store(claimed | ready, std::memory_order_relaxed);
+  }
+
+  // Claims, stores, publishes and runs what follows. Returns false if the state had already been claimed.
+  template <class... A>
+  bool fire_value(A&&... a) noexcept {
+    std::uintptr_t w = claim();
+    if ((w & claimed) != 0) return false;
+    store_value(std::forward<A>(a)...);
+    run_continuations({publish(w), this});
+    return true;
+  }
+
+  // The same for a failure.
+  bool fire_failure(std::exception_ptr error) noexcept {
+    std::uintptr_t w = claim();
+    if ((w & claimed) != 0) return false;
+    store_failure(std::move(error));
+    run_continuations({publish(w), this});
+    return true;
+  }
+
+ protected:
+  void report_if_unhandled() noexcept override {
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    if ((w & ready) != 0 && (w & consumed) == 0 && continuation_of(w) == nullptr && result_.index() == 2) {
+      report_unhandled(failure(std::get<2>(result_)), created_at());
+    }
+  }
+
+ private:
+  std::variant<std::monostate, stored, std::exception_ptr> result_;
+};
+
+// The library's view of a deferred handle's internals (deferred<T> befriends it).
+struct access {
+  template <class T>
+  static state<T>* state_of(const deferred<T>& d) noexcept {
+    return d.state_;
+  }
+  // A handle that takes over one handle count already held on `s`.
+  template <class T>
+  static deferred<T> adopt(state<T>* s) noexcept {
+    return deferred<T>(adopt_tag{}, s);
+  }
+  struct adopt_tag {};
+};
+
+// A deferred<T>{} or deferred<T>{canceller}: fired by hand.
+template <class T>
+class root_state : public state<T> {
+ public:
+  explicit root_state(std::source_location created_at) noexcept : state<T>(state_base::kind::root, created_at) {}
+};
+
+template <class T, class Canceller>
+class cancellable_root_state final : public root_state<T> {
+ public:
+  cancellable_root_state(Canceller c, std::source_location created_at)
+      : root_state<T>(created_at), canceller_(std::move(c)) {}
+
+ protected:
+  bool has_canceller() const noexcept override { return true; }
+  void run_canceller() override;  // defined in deferred.hpp, where deferred<T> is complete
+
+ private:
+  Canceller canceller_;
+};
+
+}  // namespace detail
+}  // namespace anydefer

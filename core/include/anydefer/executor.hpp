@@ -1,0 +1,107 @@
+// anydefer/executor.hpp: what an executor is, as far as a deferred is concerned.
+//
+// A deferred hands a continuation to an executor as a `task`: an intrusive node that lives inside the deferred's
+// own state, so scheduling never allocates. Anything with a `noexcept` member `execute(task&)` is an executor:
+//
+//   struct my_loop {
+//     void execute(anydefer::task& t) noexcept { queue_.push(&t); }   // later, on the loop's thread: t.run();
+//   };
+//   my_loop loop;
+//   d.add_callback(loop, [](int v) { return v + 1; });               // runs on loop's thread
+//
+// The contract every executor keeps:
+//   - `execute(t)` never throws and never blocks for long.
+//   - Exactly one of `t.run()` or `t.reject(error)` is called, exactly once, for every task handed to `execute`.
+//     Until then the executor may use `t.next` as it likes (intrusive queues); after it, it must not touch `t`,
+//     which may already be destroyed.
+//   - `execute` does not call `t.run()` inline (before returning) unless the executor documents it does, as
+//     `inline_executor` does. `t.reject()` may be called inline: that is how a stopped executor refuses work,
+//     and the waiting deferred then fails with the given error (usually `executor_stopped_error`).
+//   - Tasks that were accepted before a stop still run: stopping never silently drops a task.
+//
+// Executors are referred to, not owned: an `executor_ref` is a pointer, so an executor must outlive every deferred
+// link that may still be scheduled on it. anydefer's own executors run what they already accepted when they stop
+// and reject (never drop) what comes after, until they are destroyed.
+#pragma once
+
+#include <concepts>
+#include <exception>
+#include <type_traits>
+
+namespace anydefer {
+
+// A unit of work handed to an executor. Not copyable: its address is its identity while queued.
+class task {
+ public:
+  struct operations {
+    void (*run)(task&) noexcept;
+    void (*reject)(task&, std::exception_ptr) noexcept;
+  };
+
+  explicit constexpr task(const operations* ops) noexcept : ops_(ops) {}
+  task(const task&) = delete;
+  task& operator=(const task&) = delete;
+
+  // Runs the work. Called once, by the executor, on the thread it chose. The task may be destroyed before this
+  // returns.
+  void run() noexcept { ops_->run(*this); }
+
+  // Refuses the work: the task's owner settles with `why` (a non-null exception). Called at most once, instead
+  // of `run()`.
+  void reject(std::exception_ptr why) noexcept { ops_->reject(*this, std::move(why)); }
+
+  // Free for the executor that holds the task (intrusive queue link). Meaningless outside an executor.
+  task* next = nullptr;
+
+ private:
+  const operations* ops_;
+};
+
+// Anything that accepts tasks under the contract above.
+template <class E>
+concept executor = requires(E& e, task& t) {
+  { e.execute(t) } noexcept;
+};
+
+// A non-owning, type-erased reference to an executor: two pointers, trivially copyable.
+class executor_ref {
+ public:
+  template <executor E>
+    requires(!std::same_as<std::remove_cvref_t<E>, executor_ref>)
+  executor_ref(E& ex) noexcept  // NOLINT(google-explicit-constructor): an executor converts implicitly by design.
+      : self_(&ex), execute_([](void* self, task& t) noexcept { static_cast<E*>(self)->execute(t); }) {}
+
+  void execute(task& t) const noexcept { execute_(self_, t); }
+
+  // The executor this refers to, for identity comparisons ("am I already on it?").
+  const void* address() const noexcept { return self_; }
+  friend bool operator==(const executor_ref& a, const executor_ref& b) noexcept { return a.self_ == b.self_; }
+
+ private:
+  void* self_;
+  void (*execute_)(void*, task&) noexcept;
+};
+
+static_assert(executor<executor_ref>);
+
+// What `wait()`/`get()` do on a thread that an executor owns. An executor installs one on its threads with
+// `set_thread_wait_policy` (and restores the previous one when the thread leaves it); threads without one block.
+class wait_policy {
+ public:
+  // Called by a blocking wait on this thread, before it blocks and again after each `true`. Return true after
+  // running one unit of other work (the wait checks its deferred again); false to block normally. Throw
+  // (`would_block_error`) if blocking this thread would deadlock, for instance because this thread is the only
+  // one that could run what fires the deferred.
+  virtual bool before_block() = 0;
+
+ protected:
+  ~wait_policy() = default;
+};
+
+// Installs `policy` for the calling thread and returns the previous one. Thread-safe (thread-local).
+wait_policy* set_thread_wait_policy(wait_policy* policy) noexcept;
+
+// The calling thread's wait policy, or nullptr.
+wait_policy* thread_wait_policy() noexcept;
+
+}  // namespace anydefer

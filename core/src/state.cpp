@@ -1,0 +1,193 @@
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include "anydefer/deferred.hpp"
+
+namespace anydefer {
+namespace detail {
+
+void state_base::release(state_base* s) noexcept {
+  // release on the decrement: our writes to the state happen before its destruction; acquire fence before
+  // destroying it: we see every other owner's writes (the usual reference-counting pairing).
+  if (s->refs_.fetch_sub(1, std::memory_order_release) != 1) return;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  s->report_if_unhandled();
+  // A dead state's word is free: it threads the list of states still to free, so that freeing a million-link
+  // chain is a loop, not a recursion.
+  s->word_.store(0, std::memory_order_relaxed);
+  state_base* dead = s;
+  while (dead != nullptr) {
+    state_base* current = dead;
+    dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
+    state_base* held[2];
+    current->owned_references(held[0], held[1]);
+    delete current;
+    for (state_base* p : held) {
+      if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_release) != 1) continue;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      p->report_if_unhandled();
+      p->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
+      dead = p;
+    }
+  }
+}
+
+void state_base::fail_internal(std::exception_ptr error) noexcept {
+  std::uintptr_t w = claim();
+  if ((w & claimed) != 0) return;
+  store_failure(std::move(error));
+  run_continuations({publish(w), this});
+}
+
+void state_base::cancel() noexcept {
+  state_base* s = this;
+  for (;;) {
+    if (s->is_claimed()) return;  // already fired: cancel is a no-op
+    state_base* next = s->awaited();
+    // Waiting on nothing, or on something that already fired (its result is on the way to s): cancel s itself.
+    if (next == nullptr || next->is_claimed()) break;
+    s = next;
+  }
+  s->cancel_here();
+}
+
+void state_base::cancel_here() noexcept {
+  if (kind_ != kind::root) {
+    // A library-driven state waiting on nothing unfired: its result is being computed or is on its way. It fails
+    // now; whatever arrives later finds it claimed and is dropped.
+    fail_internal(std::make_exception_ptr(cancelled_error()));
+    return;
+  }
+  // The canceller runs at most once, whatever the number of cancel() calls. acq_rel: a second canceller sees
+  // the first one's effects.
+  if ((cancel_flags_.fetch_or(cancel_requested, std::memory_order_acq_rel) & cancel_requested) != 0) return;
+  if (is_claimed()) return;
+  if (has_canceller()) {
+    try {
+      run_canceller();
+    } catch (...) {
+      // Twisted leaves the deferred unfired here (its issue #9534); anydefer fails it with the canceller's error
+      // so nothing hangs.
+      fail_internal(std::current_exception());
+      return;
+    }
+    fail_internal(std::make_exception_ptr(cancelled_error()));  // a no-op if the canceller fired it
+    return;
+  }
+  // No canceller: the producer does not know about the cancel and will fire later; swallow that one fire. The
+  // flag is set before the claim, and the claim is a release, so a producer whose claim fails after ours sees it.
+  cancel_flags_.fetch_or(swallow_late_fire, std::memory_order_relaxed);
+  std::uintptr_t w = word_.fetch_or(claimed, std::memory_order_acq_rel);
+  if ((w & claimed) != 0) {
+    cancel_flags_.fetch_and(static_cast<std::uint8_t>(~swallow_late_fire), std::memory_order_relaxed);
+    return;  // the producer fired first
+  }
+  store_failure(std::make_exception_ptr(cancelled_error()));
+  run_continuations({publish(w), this});
+}
+
+// --- blocking ------------------------------------------------------------------------------------------------
+static_assert(std::endian::native == std::endian::little, "the futex watches the low half of the state word");
+
+void futex_wait(std::atomic<std::uintptr_t>& word, std::uintptr_t expected, const void* deadline) noexcept {
+  timespec abs{};
+  const timespec* timeout = nullptr;
+  if (deadline != nullptr) {
+    auto since_epoch = static_cast<const std::chrono::steady_clock::time_point*>(deadline)->time_since_epoch();
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    abs.tv_sec = static_cast<time_t>(secs.count());
+    abs.tv_nsec = static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+    timeout = &abs;
+  }
+  // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is what steady_clock measures here.
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_BITSET_PRIVATE,
+          static_cast<std::uint32_t>(expected), timeout, nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+void futex_wake_all(std::atomic<std::uintptr_t>& word) noexcept {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+bool wait_ready_until(std::atomic<std::uintptr_t>& word, const void* deadline_ptr) {
+  const auto* deadline = static_cast<const std::chrono::steady_clock::time_point*>(deadline_ptr);
+  std::uintptr_t w = word.load(std::memory_order_acquire);
+  if ((w & state_base::ready) != 0) return true;
+  if (wait_policy* policy = thread_wait_policy()) {
+    // The executor that owns this thread may refuse (throw) or do its own work meanwhile.
+    while (policy->before_block()) {
+      if ((word.load(std::memory_order_acquire) & state_base::ready) != 0) return true;
+      if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return false;
+    }
+    w = word.load(std::memory_order_acquire);
+  }
+  for (;;) {
+    if ((w & state_base::ready) != 0) return true;
+    if (deadline != nullptr && std::chrono::steady_clock::now() >= *deadline) return false;
+    if ((w & state_base::claimed) != 0) {
+      // The result is being written; once claimed the publisher may store the word without an RMW, so we must
+      // not set `waiting` now. The write is a move: yield until it is done.
+      std::this_thread::yield();
+      w = word.load(std::memory_order_acquire);
+      continue;
+    }
+    if ((w & state_base::waiting) == 0) {
+      // relaxed: the flag carries no data; the publisher's claim or fetch_or reads it from the same word.
+      if (!word.compare_exchange_weak(w, w | state_base::waiting, std::memory_order_relaxed,
+                                      std::memory_order_acquire)) {
+        continue;
+      }
+      w |= state_base::waiting;
+    }
+    futex_wait(word, w, deadline);
+    w = word.load(std::memory_order_acquire);  // pairs with the publisher's release
+  }
+}
+
+// --- unhandled failures --------------------------------------------------------------------------------------
+namespace {
+std::mutex handler_mutex;
+unhandled_error_handler& installed_handler() {
+  static unhandled_error_handler handler;
+  return handler;
+}
+void print_unhandled(const failure& error, const std::source_location& where) {
+  std::fprintf(stderr, "anydefer: unhandled failure in deferred created at %s:%u (%s): %s: %s\n", where.file_name(),
+               static_cast<unsigned>(where.line()), where.function_name(), error.type_name().c_str(),
+               error.what().c_str());
+}
+}  // namespace
+
+void report_unhandled(const failure& error, const std::source_location& created_at) noexcept {
+  unhandled_error_handler handler;
+  {
+    std::lock_guard<std::mutex> lock(handler_mutex);
+    handler = installed_handler();
+  }
+  try {
+    if (handler) {
+      handler(error, created_at);
+    } else {
+      print_unhandled(error, created_at);
+    }
+  } catch (...) {
+    std::fputs("anydefer: the unhandled-error handler threw; its exception is dropped\n", stderr);
+  }
+}
+
+}  // namespace detail
+
+unhandled_error_handler set_unhandled_error_handler(unhandled_error_handler handler) {
+  std::lock_guard<std::mutex> lock(detail::handler_mutex);
+  return std::exchange(detail::installed_handler(), std::move(handler));
+}
+
+}  // namespace anydefer
