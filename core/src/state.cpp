@@ -16,10 +16,10 @@ namespace anydefer {
 namespace detail {
 
 void state_base::release(state_base* s) noexcept {
-  // release on the decrement: our writes to the state happen before its destruction; acquire fence before
-  // destroying it: we see every other owner's writes (the usual reference-counting pairing).
-  if (s->refs_.fetch_sub(1, std::memory_order_release) != 1) return;
-  std::atomic_thread_fence(std::memory_order_acquire);
+  // acq_rel on the decrement: release so our writes to the state happen before its destruction, acquire so the
+  // owner that frees it sees every other owner's writes. (An acquire fence on zero would do; ThreadSanitizer does
+  // not model fences.)
+  if (s->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   s->report_if_unhandled();
   // A dead state's word is free: it threads the list of states still to free, so that freeing a million-link
   // chain is a loop, not a recursion.
@@ -32,8 +32,7 @@ void state_base::release(state_base* s) noexcept {
     current->owned_references(held[0], held[1]);
     delete current;
     for (state_base* p : held) {
-      if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_release) != 1) continue;
-      std::atomic_thread_fence(std::memory_order_acquire);
+      if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
       p->report_if_unhandled();
       p->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
       dead = p;
@@ -140,8 +139,9 @@ bool wait_ready_until(std::atomic<std::uintptr_t>& word, const void* deadline_pt
       continue;
     }
     if ((w & state_base::waiting) == 0) {
-      // relaxed: the flag carries no data; the publisher's claim or fetch_or reads it from the same word.
-      if (!word.compare_exchange_weak(w, w | state_base::waiting, std::memory_order_relaxed,
+      // The flag carries no data (the publisher's claim or fetch_or reads it from the same word); acquire only
+      // because a failed CAS reloads `w`, which may now say `ready`.
+      if (!word.compare_exchange_weak(w, w | state_base::waiting, std::memory_order_acquire,
                                       std::memory_order_acquire)) {
         continue;
       }

@@ -1,0 +1,15 @@
+# anydefer_target_warnings(<target>): the project's warning set, applied PRIVATE to targets built here.
+# Never exported: consumers of the installed package choose their own warnings.
+function(anydefer_target_warnings target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    if(ANYDEFER_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+  elseif(MSVC)
+    target_compile_options(${target} PRIVATE /W4 /permissive-)
+    if(ANYDEFER_WERROR)
+      target_compile_options(${target} PRIVATE /WX)
+    endif()
+  endif()
+endfunction()
