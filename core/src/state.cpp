@@ -30,7 +30,7 @@ void state_base::release(state_base* s) noexcept {
     dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
     state_base* held[2];
     current->owned_references(held[0], held[1]);
-    delete current;
+    current->destroy_self();
     for (state_base* p : held) {
       if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
       p->report_if_unhandled();

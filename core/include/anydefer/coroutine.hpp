@@ -1,0 +1,289 @@
+// anydefer/coroutine.hpp: deferred generators, C++20 coroutines that co_await deferreds and return one.
+//
+//   anydefer::deferred<int> some_function() {
+//     int a = 1;
+//     int b = co_await deferred_returning_function(a);            // suspends until it fires; no thread blocks
+//     int c = co_await another_deferred_returning_function(a, b);  // a failure is thrown right here
+//     co_return c;
+//   }
+//
+// The rules (Twisted's ensureDeferred / inlineCallbacks, typed):
+//   - The coroutine starts at once and runs until it awaits a deferred that has not fired.
+//   - `co_await d` gives d's value or throws its failure's exception at that point; it consumes d (a deferred
+//     has one consumer). Awaiting a fired deferred does not suspend.
+//   - It resumes on the thread that fires d. `co_await anydefer::resume_on(ex)` hops to executor `ex` (no
+//     allocation); if `ex` rejects the hop, that co_await throws the executor's error.
+//   - A value returned, or an exception escaping, settles the coroutine's deferred; nothing reaches
+//     std::terminate.
+//   - cancel() on the coroutine's deferred cancels the deferred it is awaiting. The coroutine sees the result of
+//     that cancellation (usually cancelled_error) at its co_await, and may catch it; whatever it then returns or
+//     throws settles its deferred. If it is not awaiting anything when cancel() is called (it is running), the
+//     next deferred it awaits is cancelled as soon as it suspends on it.
+//   - Dropping every handle to the coroutine's deferred neither cancels nor destroys a suspended coroutine: like a
+//     chain, it runs to completion when what it awaits fires, and its failure, if any, is reported as unhandled.
+//     The frame is freed exactly once, when the coroutine has finished and no handle or consumer remains.
+//   - Nested resumptions on one thread (a coroutine that fires what another awaits, which fires what a third
+//     awaits, ...) are queued and run one after the other by the outermost one, so the stack stays constant. A
+//     fire from inside a resumed coroutine therefore returns before the coroutine it wakes runs.
+//   - Any awaitable can be awaited inside (no await_transform), and a deferred can be awaited from any coroutine
+//     type.
+//
+// Budget: one allocation per call (the frame, which also holds the deferred's state).
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+
+#include "anydefer/deferred.hpp"
+
+namespace anydefer {
+namespace detail {
+
+// A coroutine waiting to be resumed by the per-thread trampoline.
+struct queued_resume {
+  std::coroutine_handle<> handle;
+  queued_resume* next = nullptr;
+};
+
+// Resumes coroutines one after the other on this thread instead of inside each other.
+struct resume_trampoline {
+  queued_resume* head = nullptr;
+  queued_resume* tail = nullptr;
+  bool draining = false;
+};
+inline constinit thread_local resume_trampoline this_thread_resumes{};
+
+// Resumes `node->handle` now, or, if this thread is already resuming a coroutine further up its stack, queues it
+// for that outer loop. `node` must stay valid until resumed (it lives in the suspended coroutine's frame).
+inline void resume_via_trampoline(queued_resume* node) noexcept {
+  resume_trampoline& t = this_thread_resumes;
+  if (t.draining) {
+    node->next = nullptr;
+    (t.tail != nullptr ? t.tail->next : t.head) = node;
+    t.tail = node;
+    return;
+  }
+  t.draining = true;
+  node->handle.resume();
+  while (t.head != nullptr) {
+    queued_resume* n = t.head;
+    t.head = n->next;
+    if (t.head == nullptr) t.tail = nullptr;
+    n->handle.resume();  // may queue more
+  }
+  t.draining = false;
+}
+
+template <class T>
+class coroutine_state;
+
+// What a deferred coroutine's promise knows about the deferred it is suspended on, for cancel().
+class awaiting_slot {
+ public:
+  // The coroutine suspended on `s` (attached as its consumer). seq_cst with the same on the cancel side: a
+  // store-then-load on each side (Dekker), so at least one of them sees the other and the cancel is not lost.
+  void begin(state_base* s) noexcept {
+    awaited_.store(s, std::memory_order_seq_cst);
+    if (cancel_pending_.exchange(false, std::memory_order_seq_cst)) s->cancel();
+  }
+  void end() noexcept { awaited_.store(nullptr, std::memory_order_relaxed); }
+  state_base* current() const noexcept { return awaited_.load(std::memory_order_acquire); }
+
+  // cancel() while the coroutine awaits nothing: remember it for the next await, unless that await began
+  // meanwhile, in which case cancel it now. Exactly one side takes the pending flag.
+  void cancel_running() noexcept {
+    cancel_pending_.store(true, std::memory_order_seq_cst);
+    state_base* s = awaited_.load(std::memory_order_seq_cst);
+    if (s != nullptr && cancel_pending_.exchange(false, std::memory_order_seq_cst)) s->cancel();
+  }
+
+ private:
+  std::atomic<state_base*> awaited_{nullptr};
+  std::atomic<bool> cancel_pending_{false};
+};
+
+// Awaits a deferred<U>: from a deferred coroutine or from any other coroutine type.
+template <class U>
+class deferred_awaiter final : public continuation {
+ public:
+  explicit deferred_awaiter(state<U>* s) noexcept : state_(s) {
+    if (state_ != nullptr) state_->add_ref();
+  }
+  deferred_awaiter(const deferred_awaiter&) = delete;
+  deferred_awaiter& operator=(const deferred_awaiter&) = delete;
+  ~deferred_awaiter() {
+    if (state_ != nullptr) state_base::release(state_);
+  }
+
+  // A fired deferred is consumed in await_resume, without suspending.
+  bool await_ready() const noexcept { return state_ == nullptr || state_->is_ready(); }
+
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    resume_.handle = h;
+    switch (state_->try_attach(this)) {
+      case state_base::attach_result::attached:
+        if constexpr (std::is_base_of_v<awaiting_slot, P>) {
+          slot_ = &h.promise();
+          slot_->begin(state_);
+        }
+        return true;
+      case state_base::attach_result::ready_now:
+        attached_ = true;  // consumed by try_attach
+        return false;
+      case state_base::attach_result::already_continued:
+        break;
+    }
+    already_continued_ = true;
+    return false;
+  }
+
+  U await_resume() {
+    if (state_ == nullptr) throw empty_deferred_error();
+    if (already_continued_) throw already_continued_error();
+    if (!attached_) state_->consume_for_get();  // await_ready found it fired
+    return state_->take_result().value();
+  }
+
+  step on_ready(state_base&) noexcept override {
+    attached_ = true;
+    if (slot_ != nullptr) slot_->end();
+    resume_via_trampoline(&resume_);
+    return {};
+  }
+
+ private:
+  state<U>* state_;
+  awaiting_slot* slot_ = nullptr;
+  queued_resume resume_;
+  bool attached_ = false;
+  bool already_continued_ = false;
+};
+
+template <class T>
+class coroutine_promise_base : public state<T>, public awaiting_slot {
+ public:
+  coroutine_promise_base() noexcept : state<T>(state_base::kind::driven, std::source_location::current()) {
+    // One reference for the handles, one held by the running coroutine until it finishes.
+    this->refs_.store(2, std::memory_order_relaxed);
+  }
+
+  deferred<T> get_return_object() noexcept { return access::adopt<T>(static_cast<state<T>*>(this)); }
+  std::suspend_never initial_suspend() const noexcept { return {}; }
+
+  struct final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) noexcept {
+      h.promise().complete();  // may free the frame: nothing after this touches it
+    }
+    void await_resume() const noexcept {}
+  };
+  final_awaiter final_suspend() const noexcept { return {}; }
+
+  void unhandled_exception() noexcept { this->store_failure(std::current_exception()); }
+
+  // Publishes the result stored by co_return / unhandled_exception and runs what follows. Nothing else claims a
+  // coroutine's state (it is not fired by hand and cancel() only forwards), so the claim always succeeds.
+  void complete() noexcept {
+    std::uintptr_t w = this->claim();
+    continuation* next = this->publish(w);
+    run_continuations({next, this});
+    state_base::release(this);  // the running coroutine's reference
+  }
+
+ protected:
+  state_base* awaited() const noexcept override { return current(); }
+  void cancel_here() noexcept override { cancel_running(); }
+};
+
+template <class T>
+class coroutine_promise final : public coroutine_promise_base<T> {
+ public:
+  template <class V>
+    requires std::convertible_to<V&&, T>
+  void return_value(V&& value) noexcept(std::is_nothrow_constructible_v<T, V&&>) {
+    this->store_value(std::forward<V>(value));
+  }
+
+ protected:
+  void destroy_self() noexcept override { std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy(); }
+};
+
+template <>
+class coroutine_promise<void> final : public coroutine_promise_base<void> {
+ public:
+  void return_void() noexcept { this->store_value(); }
+
+ protected:
+  void destroy_self() noexcept override { std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy(); }
+};
+
+// co_await resume_on(ex): continues the coroutine on `ex`. The task node lives in the awaiter, in the frame.
+class resume_on_awaiter final : public task {
+ public:
+  explicit resume_on_awaiter(executor_ref ex) noexcept : task(&operations_), executor_(ex) {}
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) noexcept {
+    resume_.handle = h;
+    inline_schedule_note& note = this_thread_schedule_note;
+    const inline_schedule_note saved = note;
+    note = {this, inline_schedule_note::none, &rejection_};
+    executor_.execute(*this);
+    const auto what = note.what;
+    note = saved;
+    // Ran or rejected before execute() returned: carry on here without suspending (no recursion).
+    return what == inline_schedule_note::none;
+  }
+  void await_resume() const {
+    if (rejection_) std::rethrow_exception(rejection_);
+  }
+
+ private:
+  static void run(task& t) noexcept {
+    if (this_thread_schedule_note.scheduling == &t) {
+      this_thread_schedule_note.what = inline_schedule_note::ran;
+      return;
+    }
+    resume_via_trampoline(&static_cast<resume_on_awaiter&>(t).resume_);
+  }
+  static void reject(task& t, std::exception_ptr why) noexcept {
+    if (!why) why = std::make_exception_ptr(executor_stopped_error());
+    if (this_thread_schedule_note.scheduling == &t) {
+      this_thread_schedule_note.what = inline_schedule_note::rejected;
+      *this_thread_schedule_note.rejection = std::move(why);
+      return;
+    }
+    auto& self = static_cast<resume_on_awaiter&>(t);
+    self.rejection_ = std::move(why);
+    resume_via_trampoline(&self.resume_);
+  }
+  static constexpr task::operations operations_{&run, &reject};
+
+  executor_ref executor_;
+  queued_resume resume_;
+  std::exception_ptr rejection_;
+};
+
+}  // namespace detail
+
+// co_await d: d's value, or its failure thrown here. Consumes d.
+template <class U>
+detail::deferred_awaiter<U> operator co_await(const deferred<U>& d) noexcept {
+  return detail::deferred_awaiter<U>(detail::access::state_of(d));
+}
+
+// co_await resume_on(ex): the rest of the coroutine runs on `ex`. Never allocates. If `ex` rejects the task,
+// the co_await throws the executor's error (executor_stopped_error) on the thread that rejected it.
+inline detail::resume_on_awaiter resume_on(executor_ref ex) noexcept { return detail::resume_on_awaiter(ex); }
+
+}  // namespace anydefer
+
+template <class T, class... Args>
+struct std::coroutine_traits<anydefer::deferred<T>, Args...> {
+  using promise_type = anydefer::detail::coroutine_promise<T>;
+};

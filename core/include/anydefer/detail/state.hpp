@@ -248,6 +248,8 @@ class state_base : public continuation {
   virtual void owned_references(state_base*& first, state_base*& second) noexcept { first = second = nullptr; }
   // Reports a failure nobody consumed. Called once, when the last reference goes.
   virtual void report_if_unhandled() noexcept = 0;
+  // Frees the state once the last reference went. A coroutine's state lives in its frame and frees that instead.
+  virtual void destroy_self() noexcept { delete this; }
 
   step on_ready(state_base&) noexcept override { return {}; }  // a plain state consumes nothing
 
