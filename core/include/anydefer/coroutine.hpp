@@ -81,28 +81,79 @@ template <class T>
 class coroutine_state;
 
 // What a deferred coroutine's promise knows about the deferred it is suspended on, for cancel().
+//
+// The hazard: cancel() on another thread reads "the deferred being awaited" just as that deferred fires, the
+// coroutine resumes and its awaiter drops the last reference. So cancel() never reads the pointer bare: it
+// *borrows* it through one word, a split reference count (Williams' lock-free stack):
+//
+//   bits 48..63  borrowers   cancel() calls currently using `awaited`
+//   bits 4..47   awaited     the state the coroutine is suspended on (16-byte aligned), or null
+//   bit 0        pending     cancel() arrived while the coroutine awaited nothing: cancel its next await
+//
+//   begin(s)  owner, before attaching:  exchange(s); if `pending` was set, cancel s
+//   end()     owner, when s fired:      exchange(0); if n borrowers were counted, add a reference to s and n to
+//                                       s->borrow_balance_; whoever brings the balance to 0 drops that reference
+//   borrow    cancel():                 CAS borrowers+1 while awaited is non-null, else CAS pending in
+//   give back cancel(), done with s:    CAS borrowers-1 if awaited is still s, else borrow_balance_-1
+//
+// The owner's end() runs while its awaiter still holds its own reference to s, so s is alive whichever of the
+// two decrements comes first. No side ever waits for the other.
 class awaiting_slot {
- public:
-  // The coroutine suspended on `s` (attached as its consumer). seq_cst with the same on the cancel side: a
-  // store-then-load on each side (Dekker), so at least one of them sees the other and the cancel is not lost.
-  void begin(state_base* s) noexcept {
-    awaited_.store(s, std::memory_order_seq_cst);
-    if (cancel_pending_.exchange(false, std::memory_order_seq_cst)) s->cancel();
-  }
-  void end() noexcept { awaited_.store(nullptr, std::memory_order_relaxed); }
-  state_base* current() const noexcept { return awaited_.load(std::memory_order_acquire); }
+  static constexpr std::uint64_t pending = 1;
+  static constexpr std::uint64_t borrower = std::uint64_t{1} << 48;
+  static constexpr std::uint64_t pointer_mask = borrower - 16;
 
-  // cancel() while the coroutine awaits nothing: remember it for the next await, unless that await began
-  // meanwhile, in which case cancel it now. Exactly one side takes the pending flag.
-  void cancel_running() noexcept {
-    cancel_pending_.store(true, std::memory_order_seq_cst);
-    state_base* s = awaited_.load(std::memory_order_seq_cst);
-    if (s != nullptr && cancel_pending_.exchange(false, std::memory_order_seq_cst)) s->cancel();
+  static_assert(sizeof(void*) == 8, "user-space pointers fit in 48 bits on the 64-bit targets anydefer supports");
+
+  static state_base* pointer_of(std::uint64_t w) noexcept {
+    return reinterpret_cast<state_base*>(w & pointer_mask);  // NOLINT(performance-no-int-to-ptr)
+  }
+
+ public:
+  // The coroutine is about to suspend on `s`. acq_rel: release publishes s to borrowers (its fields were built
+  // before); acquire sees the pending flag's setter's writes.
+  void begin(state_base* s) noexcept {
+    std::uint64_t w = word_.exchange(reinterpret_cast<std::uintptr_t>(s), std::memory_order_acq_rel);
+    if ((w & pending) != 0) s->cancel();
+  }
+
+  // The awaited state fired (or was never attached): stop lending it.
+  void end() noexcept {
+    std::uint64_t w = word_.exchange(0, std::memory_order_acq_rel);
+    std::int32_t borrowers = static_cast<std::int32_t>(w >> 48);
+    if (borrowers == 0) return;
+    state_base* s = pointer_of(w);
+    s->add_ref();  // for the borrowers still out; our awaiter's own reference keeps s alive meanwhile
+    if (s->borrow_balance_.fetch_add(borrowers, std::memory_order_acq_rel) + borrowers == 0) state_base::release(s);
+  }
+
+  // cancel() on the coroutine's deferred.
+  void cancel_awaited() noexcept {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (pointer_of(w) == nullptr) {
+        // Not suspended on anything: the next begin() cancels what it awaits.
+        if (word_.compare_exchange_weak(w, w | pending, std::memory_order_acq_rel, std::memory_order_acquire)) return;
+        continue;
+      }
+      if (word_.compare_exchange_weak(w, w + borrower, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+    }
+    state_base* s = pointer_of(w);
+    s->cancel();
+    give_back(s);
   }
 
  private:
-  std::atomic<state_base*> awaited_{nullptr};
-  std::atomic<bool> cancel_pending_{false};
+  void give_back(state_base* s) noexcept {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    while (pointer_of(w) == s) {
+      if (word_.compare_exchange_weak(w, w - borrower, std::memory_order_acq_rel, std::memory_order_acquire)) return;
+    }
+    // The await ended while we held s: our share moved to s's balance.
+    if (s->borrow_balance_.fetch_sub(1, std::memory_order_acq_rel) - 1 == 0) state_base::release(s);
+  }
+
+  std::atomic<std::uint64_t> word_{0};
 };
 
 // Awaits a deferred<U>: from a deferred coroutine or from any other coroutine type.
@@ -124,20 +175,27 @@ class deferred_awaiter final : public continuation {
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     resume_.handle = h;
+    if (state_->is_continued()) {
+      already_continued_ = true;
+      return false;
+    }
+    // Lend the awaited state to cancel() *before* attaching: once attached, another thread may fire it and
+    // resume the coroutine before this function returns, so nothing here may run after a successful attach.
+    if constexpr (std::is_base_of_v<awaiting_slot, P>) {
+      slot_ = &h.promise();
+      slot_->begin(state_);
+    }
     switch (state_->try_attach(this)) {
       case state_base::attach_result::attached:
-        if constexpr (std::is_base_of_v<awaiting_slot, P>) {
-          slot_ = &h.promise();
-          slot_->begin(state_);
-        }
         return true;
       case state_base::attach_result::ready_now:
         attached_ = true;  // consumed by try_attach
-        return false;
+        break;
       case state_base::attach_result::already_continued:
+        already_continued_ = true;
         break;
     }
-    already_continued_ = true;
+    if (slot_ != nullptr) slot_->end();
     return false;
   }
 
@@ -196,8 +254,9 @@ class coroutine_promise_base : public state<T>, public awaiting_slot {
   }
 
  protected:
-  state_base* awaited() const noexcept override { return current(); }
-  void cancel_here() noexcept override { cancel_running(); }
+  // Never hands out the awaited state bare (see awaiting_slot): cancel() ends here and borrows it.
+  state_base* awaited() const noexcept override { return nullptr; }
+  void cancel_here() noexcept override { cancel_awaited(); }
 };
 
 template <class T>

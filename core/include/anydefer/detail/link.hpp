@@ -205,16 +205,20 @@ class link final : public state<U>, public link_task<Scheduled> {
     }
     x->add_ref();
     inner_ = x;
+    // Published before attaching: once attached, another thread may fire x and run this link to its end (even
+    // free it) before try_attach returns, so nothing here may touch `this` after a successful attach. release:
+    // a cancel() that acquires the pointer sees the reference taken above.
+    awaited_.store(x, std::memory_order_release);
     switch (x->try_attach(this)) {
       case state_base::attach_result::attached:
-        // release: a cancel() that acquires this pointer walks into a fully attached inner.
-        awaited_.store(x, std::memory_order_release);
         return {};  // `inner` goes out of scope here; if it was the last handle, x fails as broken and resumes us
       case state_base::attach_result::ready_now:
+        awaited_.store(nullptr, std::memory_order_relaxed);
         return finish(x->take_result());
       case state_base::attach_result::already_continued:
         break;
     }
+    awaited_.store(nullptr, std::memory_order_relaxed);
     return finish(failure::of(already_continued_error()));
   }
 

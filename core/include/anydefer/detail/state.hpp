@@ -258,6 +258,12 @@ class state_base : public continuation {
   std::atomic<std::uint32_t> handles_{1};
   std::atomic<std::uint8_t> cancel_flags_{0};
 
+ public:
+  // Borrows by cancel() of a coroutine awaiting this state that outlived the await (see awaiting_slot in
+  // coroutine.hpp): the await's end adds their count, each late borrower subtracts one; whoever brings it back
+  // to zero drops the reference that kept this state alive for them. Lives in what would be padding.
+  std::atomic<std::int32_t> borrow_balance_{0};
+
  private:
   const kind kind_;
   std::source_location created_at_;
