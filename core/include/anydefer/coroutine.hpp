@@ -160,12 +160,15 @@ class awaiting_slot {
 template <class U>
 class deferred_awaiter final : public continuation {
  public:
-  explicit deferred_awaiter(state<U>* s) noexcept : state_(s) {
+  // `owns_handle`: the awaiter took over a handle (co_await of an rvalue) and gives it up once attached, so that
+  // a producer dropping every handle of its own is still detected (broken_deferred_error).
+  deferred_awaiter(state<U>* s, bool owns_handle) noexcept : state_(s), owns_handle_(owns_handle && s != nullptr) {
     if (state_ != nullptr) state_->add_ref();
   }
   deferred_awaiter(const deferred_awaiter&) = delete;
   deferred_awaiter& operator=(const deferred_awaiter&) = delete;
   ~deferred_awaiter() {
+    if (owns_handle_) state_->drop_handle();
     if (state_ != nullptr) state_base::release(state_);
   }
 
@@ -185,8 +188,13 @@ class deferred_awaiter final : public continuation {
       slot_ = &h.promise();
       slot_->begin(state_);
     }
-    switch (state_->try_attach(this)) {
+    state<U>* const s = state_;
+    const bool drop_handle = std::exchange(owns_handle_, false);
+    switch (s->try_attach(this)) {
       case state_base::attach_result::attached:
+        // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
+        // broken and may resume the coroutine right here, which is allowed while it is suspended.
+        if (drop_handle) s->drop_handle();
         return true;
       case state_base::attach_result::ready_now:
         attached_ = true;  // consumed by try_attach
@@ -195,6 +203,7 @@ class deferred_awaiter final : public continuation {
         already_continued_ = true;
         break;
     }
+    owns_handle_ = drop_handle;
     if (slot_ != nullptr) slot_->end();
     return false;
   }
@@ -215,6 +224,7 @@ class deferred_awaiter final : public continuation {
 
  private:
   state<U>* state_;
+  bool owns_handle_;
   awaiting_slot* slot_ = nullptr;
   queued_resume resume_;
   bool attached_ = false;
@@ -330,10 +340,16 @@ class resume_on_awaiter final : public task {
 
 }  // namespace detail
 
-// co_await d: d's value, or its failure thrown here. Consumes d.
+// co_await d: d's value, or its failure thrown here. Consumes d. Awaiting an rvalue (`co_await f()`,
+// `co_await std::move(d)`) also gives up that handle while suspended, so if the producer then drops every handle
+// the coroutine resumes with broken_deferred_error; a named deferred the coroutine still holds keeps it waiting.
 template <class U>
 detail::deferred_awaiter<U> operator co_await(const deferred<U>& d) noexcept {
-  return detail::deferred_awaiter<U>(detail::access::state_of(d));
+  return detail::deferred_awaiter<U>(detail::access::state_of(d), false);
+}
+template <class U>
+detail::deferred_awaiter<U> operator co_await(deferred<U>&& d) noexcept {
+  return detail::deferred_awaiter<U>(detail::access::take(d), true);
 }
 
 // co_await resume_on(ex): the rest of the coroutine runs on `ex`. Never allocates. If `ex` rejects the task,

@@ -364,6 +364,11 @@ struct access {
   static deferred<T> adopt(state<T>* s) noexcept {
     return deferred<T>(adopt_tag{}, s);
   }
+  // Takes over the handle held by `d`, leaving it empty.
+  template <class T>
+  static state<T>* take(deferred<T>& d) noexcept {
+    return std::exchange(d.state_, nullptr);
+  }
   struct adopt_tag {};
 };
 
