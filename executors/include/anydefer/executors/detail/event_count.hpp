@@ -1,0 +1,94 @@
+// anydefer/executors/detail/event_count.hpp: how idle thread_pool workers sleep without losing a wake-up.
+//
+// An event count turns "wait until some condition holds" into a protocol that a lock-free producer can signal
+// with one fence and one load when nobody sleeps:
+//
+//   // waiter (an idle worker)                     // notifier (whoever made work available)
+//   auto key = ec.prepare_wait();                   queue.push(t);
+//   if (work_available()) {                         ec.notify_one();
+//     ec.cancel_wait();   // run it
+//   } else {
+//     ec.commit_wait(key);  // sleeps unless notified since prepare_wait
+//   }
+//
+// Why no wake-up is lost: prepare_wait() registers the waiter (waiters_ + 1) and then reads the epoch; a
+// notifier publishes its work and then reads waiters_. Both sides separate their write from their read by a
+// seq_cst fence (Dekker's pattern), so at least one side sees the other's write:
+//   - the notifier sees waiters_ > 0: it advances the epoch and wakes a sleeper. If that happened before the
+//     waiter read the epoch, the waiter read the new epoch, which the notifier wrote after publishing the work,
+//     so the waiter's re-check finds the work. Otherwise commit_wait(key) sees epoch != key and returns (or is
+//     woken by the futex wake, which the kernel orders after the epoch change).
+//   - the notifier sees waiters_ == 0: then the waiter's increment comes later in the single seq_cst order, so
+//     its re-check (after its fence) sees the published work and it does not sleep.
+// Spurious returns from commit_wait() are allowed; callers always re-scan for work.
+//
+// Sleeping uses C++20 std::atomic<uint32_t>::wait/notify (a futex on Linux): an idle pool costs no CPU.
+//
+// Thread-safety: all members are thread-safe. Never allocates.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "anydefer/executors/detail/fence.hpp"
+
+namespace anydefer::detail {
+
+class event_count {
+ public:
+  using key = std::uint32_t;
+
+  // Registers the caller as about to sleep and returns the epoch to pass to commit_wait(). Must be followed by
+  // exactly one cancel_wait() or commit_wait(). Thread-safe. Never allocates.
+  key prepare_wait() noexcept {
+    // seq_cst RMW + fence: the registration must be ordered before the caller's re-check of its condition
+    // (the waiter half of the Dekker pair described above).
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    fence(std::memory_order_seq_cst);
+    // acquire: if this reads a notifier's epoch increment, the work it published before it is visible.
+    return epoch_.load(std::memory_order_acquire);
+  }
+
+  // Withdraws a prepare_wait() after the re-check found work. Thread-safe. Never allocates.
+  void cancel_wait() noexcept {
+    // relaxed: an overcounted waiter only costs a notifier a spurious epoch bump, never a missed wake-up.
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Sleeps until the epoch moves past `k` (returns at once if it already has). Thread-safe. Never allocates.
+  void commit_wait(key k) noexcept {
+    // acquire: pairs with the notifier's release increment, so the work published before it is visible.
+    epoch_.wait(k, std::memory_order_acquire);
+    waiters_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
+  }
+
+  // Wakes one sleeper, if any; costs a fence and a load when none is registered. Call after publishing work.
+  // Thread-safe. Never allocates.
+  void notify_one() noexcept { notify(false); }
+
+  // Wakes every sleeper (stop, or a change every waiter must see). Thread-safe. Never allocates.
+  void notify_all() noexcept { notify(true); }
+
+  // Waiters registered right now (a hint, for "are there sleepers?" heuristics). Thread-safe.
+  std::uint32_t waiters_approx() const noexcept { return waiters_.load(std::memory_order_relaxed); }
+
+ private:
+  void notify(bool all) noexcept {
+    // seq_cst fence: the caller's publication of work is ordered before the read of waiters_ (the notifier half
+    // of the Dekker pair).
+    fence(std::memory_order_seq_cst);
+    if (waiters_.load(std::memory_order_relaxed) == 0) return;  // relaxed: ordered by the fence above
+    // release: a waiter that reads the new epoch (prepare_wait's or commit_wait's acquire) sees the work.
+    epoch_.fetch_add(1, std::memory_order_release);
+    if (all) {
+      epoch_.notify_all();
+    } else {
+      epoch_.notify_one();
+    }
+  }
+
+  alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  alignas(64) std::atomic<std::uint32_t> waiters_{0};
+};
+
+}  // namespace anydefer::detail

@@ -1,0 +1,149 @@
+// anydefer/executors/reactor.hpp: a single-threaded event loop with timers, for I/O-style and latency-sensitive
+// continuations.
+//
+// Every task and timer runs on the reactor's one thread, one at a time, so what runs there needs no locks:
+//
+//   anydefer::reactor loop;
+//   loop.start();                                   // its own thread (or: loop.run() on this thread)
+//   loop.execute(t);                                // from any thread: runs on the loop thread, FIFO
+//   auto id = loop.schedule_after(10ms, timer_task);
+//   loop.cancel_timer(id);                          // true: removed before it fired; timer_task is ours again
+//   loop.stop();                                    // runs what is queued, rejects pending timers, joins
+//
+// Threads: start() gives the reactor its own thread (optionally pinned to a CPU); run() instead runs the loop on
+// the calling thread until stopped, and run_once() runs one non-blocking iteration (for tests). Only one thread
+// runs the loop at a time.
+//
+// Queues: execute() from the loop thread appends to a local FIFO (no atomics). From any other thread it pushes
+// onto a lock-free intrusive MPSC inbox (detail/intrusive_inbox.hpp); the loop takes the inbox in batches. Tasks
+// from one thread run in the order that thread executed them.
+//
+// Fairness: each iteration runs at most `quota` ready tasks (default 64), then collects the inbox and due
+// timers, which join the back of the ready FIFO. A flood of tasks that keep re-posting themselves therefore
+// cannot starve timers or other threads' submissions.
+//
+// Sleeping: an idle loop blocks in ppoll() on an eventfd, with the next timer's deadline as the timeout; it uses
+// no CPU. A producer that pushes onto an empty inbox, or schedules a timer, writes the eventfd only if the loop
+// announced it is going to sleep. The loop announces, then re-checks the inbox (and the stop state) before it
+// sleeps; both sides put a seq_cst fence between their write and their read, so either the producer sees the
+// announcement and wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost.
+//
+// Timers: schedule_after()/schedule_at() may be called from any thread; cancel_timer() too. Timers live in a
+// binary heap guarded by a small mutex (uncontended when only the loop thread uses timers); that is what lets
+// cancel_timer() give an exact answer from any thread. A timer's task is run on the loop thread (it joins the
+// ready FIFO once due); timers with equal deadlines fire in scheduling order.
+//
+// Waiting on the loop thread: the loop installs a wait_policy whose before_block() throws would_block_error: a
+// wait()/get() there would deadlock, since the loop thread is the one that would have to run the work that
+// fires the deferred. Use add_callback or co_await on a reactor thread.
+//
+// Lifecycle: stop() (from any thread, including a task on the loop) makes later execute() calls from other
+// threads reject inline with executor_stopped_error; the loop then runs everything already queued (ready and
+// inbox, and whatever those tasks execute() onto the loop from its own thread), rejects the tasks of all
+// pending timers (due or not) with executor_stopped_error, and returns; timers scheduled after that are
+// rejected inline. A stopped reactor stays stopped. stop() joins the reactor's own thread unless called on it
+// (then the destructor joins). The destructor stops; if the loop was never run, it drains the queues on the
+// destroying thread, so no accepted task is lost. In run() mode, destroy the reactor only after run() returned
+// (the destructor waits for it). The reactor must outlive every user that may still execute() on it or use its
+// timers, and must not be destroyed from its own loop thread.
+//
+// Thread-safety: execute(), schedule_*(), cancel_timer(), stop(), request_stop(), running_in_this_thread() and
+// now() are thread-safe; start(), run(), run_once() and join() may be called from any thread, one loop at a time.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "anydefer/executor.hpp"
+
+namespace anydefer {
+
+// Names a timer scheduled on a reactor. A default-constructed id names no timer (scheduling returns one when the
+// task was rejected instead of scheduled).
+class timer_id {
+ public:
+  constexpr timer_id() noexcept = default;
+  constexpr explicit timer_id(std::uint64_t value) noexcept : value_(value) {}
+  constexpr std::uint64_t value() const noexcept { return value_; }
+  constexpr explicit operator bool() const noexcept { return value_ != 0; }
+  friend constexpr bool operator==(timer_id, timer_id) noexcept = default;
+
+ private:
+  std::uint64_t value_ = 0;
+};
+
+class reactor {
+ public:
+  using clock = std::chrono::steady_clock;
+  using time_point = clock::time_point;
+
+  static constexpr std::size_t default_quota = 64;
+
+  // A reactor with no thread yet; at most `quota` ready tasks run per iteration (at least 1).
+  // Throws std::system_error if the eventfd cannot be created.
+  explicit reactor(std::size_t quota = default_quota);
+  reactor(const reactor&) = delete;
+  reactor& operator=(const reactor&) = delete;
+
+  // Stops and joins (see the file comment). Precondition: not on the loop thread.
+  ~reactor();
+
+  // Starts the reactor's own thread running the loop. If `cpu` is given the thread is pinned to that CPU before
+  // it runs anything: throws std::invalid_argument if cpu >= the number of CPUs online, std::system_error if
+  // pinning fails (e.g. the CPU is not in this process's allowed set); the message names the CPU, and the
+  // reactor is left without a thread (still usable). Throws std::logic_error if a loop is already running.
+  void start(std::optional<unsigned> cpu = std::nullopt);
+
+  // Runs the loop on the calling thread until stopped (then drains as the file comment says, and returns).
+  // Throws std::logic_error if a loop is already running (start(), or run() on another thread).
+  void run();
+
+  // One iteration on the calling thread, without sleeping: collects the inbox and due timers, runs at most
+  // `quota` ready tasks, and returns how many ran. After a stop it performs the final drain instead. Throws
+  // std::logic_error if a loop is already running elsewhere.
+  std::size_t run_once();
+
+  // Queues `t` to run on the loop thread (never inline). From the loop thread: local FIFO, no atomics, always
+  // accepted. From other threads: inbox; after stop rejected inline with executor_stopped_error.
+  // Thread-safe. Lock-free. Never allocates.
+  void execute(task& t) noexcept;
+
+  // Runs `t` on the loop thread once `delay` has elapsed (or at `deadline`). Returns the timer's id. If the
+  // reactor has finished stopping, rejects `t` inline with executor_stopped_error and returns timer_id{}; if the
+  // heap cannot grow, rejects it with std::bad_alloc. Thread-safe (takes the timer mutex). Allocates only when
+  // the timer heap grows (amortised).
+  timer_id schedule_after(std::chrono::nanoseconds delay, task& t) noexcept;
+  timer_id schedule_at(time_point deadline, task& t) noexcept;
+
+  // Removes the timer `id` if it has not become due yet (not yet moved to the ready queue). Returns true if it
+  // removed it: its task is then neither run nor rejected, and belongs to the caller again. Returns false if
+  // the timer already fired, is running, was cancelled, or was rejected by stop. Thread-safe (takes the timer
+  // mutex). Never allocates.
+  bool cancel_timer(timer_id id) noexcept;
+
+  // Asks the loop to stop (see the file comment) and returns at once. Idempotent. Thread-safe.
+  void request_stop() noexcept;
+
+  // request_stop(), then joins the reactor's own thread if it has one and this is not it. Thread-safe.
+  void stop() noexcept;
+
+  // Joins the reactor's own thread, if any, unless called on it. Thread-safe.
+  void join() noexcept;
+
+  // True if the calling thread is running this reactor's loop. Thread-safe.
+  bool running_in_this_thread() const noexcept;
+
+  // The clock timers use (steady_clock). Thread-safe.
+  static time_point now() noexcept { return clock::now(); }
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+static_assert(executor<reactor>);
+
+}  // namespace anydefer

@@ -1,0 +1,94 @@
+// anydefer/executors/thread_pool.hpp: a work-stealing pool of worker threads for CPU-bound continuations.
+//
+// Use it to run continuations in parallel:
+//
+//   anydefer::thread_pool pool;                  // hardware_concurrency() workers (at least one)
+//   d.add_callback(pool, [](int v) { return heavy(v); });
+//   pool.execute(my_task);                       // any task: runs once on some worker
+//   pool.stop();                                 // runs what was accepted, then joins (the destructor does too)
+//
+// Scheduling (Tokio/Taskflow style):
+//   - execute() from one of this pool's workers pushes onto that worker's own Chase-Lev deque
+//     (detail/work_stealing_deque.hpp): LIFO for the worker, so a continuation runs next, hot in cache; FIFO for
+//     thieves. It wakes a sleeping worker only if some are asleep and the deque holds more than one task: a
+//     lone continuation is left to its own worker (the common "fire, continue" chain never pays a wake-up), at
+//     the price that it waits for the current task of that worker unless a spinning worker steals it.
+//   - execute() from any other thread goes to a shared moodycamel::ConcurrentQueue injection queue and wakes one
+//     sleeping worker if there is one.
+//   - A worker takes work from its own deque (LIFO), else the injection queue, else steals the oldest task of
+//     another worker (random victim first). Every 61st task it looks at the injection queue first, so a
+//     worker that keeps feeding itself cannot starve outside submissions.
+//   - A worker with nothing to do spins briefly (bounded, with a pause hint), then parks on an event count
+//     (detail/event_count.hpp: prepare_wait, re-check every queue, commit_wait) that makes lost wake-ups
+//     impossible. An idle pool uses no CPU.
+//
+// Waiting on a worker: each worker installs a wait_policy (anydefer/executor.hpp) whose before_block() runs one
+// task: from the worker's own deque (LIFO end), else the oldest task of another worker or of the injection
+// queue. Nesting is bounded (max_help_depth per thread; beyond it before_block() returns false and the wait
+// blocks normally). The bound matters: a helping thread runs another task on top of the waiting one's stack
+// frame, and that task may wait too; taking unrelated work (from a global FIFO, say) could nest without limit
+// and overflow the stack. Keep in mind that a helped task runs inside the waiter's frame: a wait that could be
+// satisfied may still return only after the helped task finishes.
+//
+// Lifecycle: stop() (also called by the destructor) closes the pool to outside submissions -- a later execute()
+// from a non-worker thread rejects the task inline with executor_stopped_error -- then runs everything already
+// accepted, including what those tasks execute() onto the pool while draining (a worker's own submissions are
+// always accepted: they join that worker's deque, which the worker empties before it exits). Then it joins the
+// workers. stop() from a worker thread only signals: it cannot join itself; the workers finish the drain and
+// the destructor (or a stop() from another thread) joins them. Destroying the pool from one of its own workers
+// is a precondition violation (it aborts with a message). The pool must outlive every user that may still
+// execute() on it.
+//
+// Thread-safety: every member function is thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+
+#include "anydefer/executor.hpp"
+
+namespace anydefer {
+
+class thread_pool {
+ public:
+  // Nested before_block() helps allowed per worker thread before a wait blocks normally.
+  static constexpr int max_help_depth = 64;
+
+  // Starts `threads` workers (0 means std::thread::hardware_concurrency(), and at least 1).
+  // Throws std::system_error if a thread cannot be started (already started ones are stopped and joined).
+  explicit thread_pool(std::size_t threads = 0);
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  // stop(). Precondition: not called from one of this pool's workers.
+  ~thread_pool();
+
+  // Schedules `t` to run once on a worker; after stop() (from a non-worker thread) rejects it inline with
+  // executor_stopped_error. Never runs `t` inline. Thread-safe. Lock-free. May allocate: the injection queue
+  // allocates blocks (amortised) for outside submissions, a worker's deque grows (geometrically) when full;
+  // if such an allocation fails the task is rejected with std::bad_alloc instead.
+  void execute(task& t) noexcept;
+
+  // Stops accepting outside work, runs everything accepted, and joins the workers (see the file comment; from a
+  // worker thread it signals without joining). Idempotent. Thread-safe.
+  void stop() noexcept;
+
+  // Number of worker threads. Thread-safe.
+  std::size_t size() const noexcept;
+
+  // True if the calling thread is one of this pool's workers. Thread-safe.
+  bool running_in_this_thread() const noexcept;
+
+  // The index (0 .. size()-1) of the calling worker thread of this pool, or nullopt on any other thread.
+  // Thread-safe.
+  std::optional<std::size_t> current_worker_index() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+static_assert(executor<thread_pool>);
+
+}  // namespace anydefer

@@ -1,0 +1,354 @@
+#include "anydefer/executors/reactor.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "anydefer/errors.hpp"
+#include "anydefer/executors/detail/admission_gate.hpp"
+#include "anydefer/executors/detail/fence.hpp"
+#include "anydefer/executors/detail/intrusive_inbox.hpp"
+#include "anydefer/executors/detail/reject.hpp"
+#include "anydefer/executors/detail/task_fifo.hpp"
+#include "anydefer/executors/detail/timer_heap.hpp"
+
+namespace anydefer {
+namespace {
+
+// The reactor whose loop the calling thread is running, if any.
+thread_local const void* current_loop = nullptr;
+
+// Installed on a thread while it runs a reactor loop: blocking there would deadlock (see reactor.hpp).
+class reactor_wait_policy final : public wait_policy {
+ public:
+  bool before_block() override {
+    throw would_block_error(
+        "wait() on a reactor thread would deadlock: the reactor cannot run the work that fires the deferred; "
+        "use add_callback or co_await");
+  }
+};
+reactor_wait_policy reactor_policy;  // stateless: one instance serves every reactor thread
+
+}  // namespace
+
+struct reactor::impl {
+  explicit impl(std::size_t q) : quota(q == 0 ? 1 : q), event_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (event_fd < 0) throw std::system_error(errno, std::generic_category(), "anydefer::reactor: eventfd");
+  }
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+  ~impl() { ::close(event_fd); }
+
+  // While alive, the calling thread is this reactor's loop thread: local execute(), would-block wait policy.
+  class loop_scope {
+   public:
+    explicit loop_scope(const impl& p) noexcept
+        : previous_loop_(std::exchange(current_loop, &p)), previous_policy_(set_thread_wait_policy(&reactor_policy)) {}
+    loop_scope(const loop_scope&) = delete;
+    loop_scope& operator=(const loop_scope&) = delete;
+    ~loop_scope() {
+      set_thread_wait_policy(previous_policy_);
+      current_loop = previous_loop_;
+    }
+
+   private:
+    const void* previous_loop_;
+    wait_policy* previous_policy_;
+  };
+
+  static void wake_hook(void* self) noexcept { static_cast<impl*>(self)->wake(); }
+
+  // Producer side of the sleep protocol (reactor.hpp): called after publishing work or a change of state.
+  void wake() noexcept {
+    // seq_cst fence: the publication before this call is ordered before the read of `sleeping` (the producer
+    // half of the Dekker pair with sleep()).
+    detail::fence(std::memory_order_seq_cst);
+    // relaxed: ordered by the fence. The exchange lets only one producer pay for the write per sleep.
+    if (!sleeping.load(std::memory_order_relaxed)) return;
+    if (!sleeping.exchange(false, std::memory_order_relaxed)) return;
+    const std::uint64_t one = 1;
+    // Can fail only with EAGAIN (counter saturated), and then the eventfd is readable anyway.
+    [[maybe_unused]] const ssize_t written = ::write(event_fd, &one, sizeof one);
+  }
+
+  // Loop side of the sleep protocol: announce, re-check, then block until the eventfd is written or the next
+  // timer is due. `draining`: waiting for the last in-flight execute() after stop instead of for timers.
+  void sleep(bool draining) noexcept {
+    sleeping.store(true, std::memory_order_relaxed);
+    // seq_cst fence: the announcement is ordered before the re-checks below (the loop half of the Dekker pair).
+    detail::fence(std::memory_order_seq_cst);
+    std::optional<time_point> deadline;
+    if (!draining) {
+      std::lock_guard<std::mutex> lock(timer_mutex);  // a timer added after this wakes us (schedule_at)
+      deadline = timers.next_deadline();
+    }
+    bool skip = !inbox.empty() || (draining ? gate.drained() : gate.closed());
+    if (!skip && deadline && *deadline <= clock::now()) skip = true;
+    if (!skip) {
+      pollfd fd{event_fd, POLLIN, 0};
+      timespec timeout{};
+      timespec* timeout_ptr = nullptr;
+      if (deadline) {
+        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - clock::now());
+        const auto ns = left.count() > 0 ? left.count() : 0;
+        timeout.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+        timeout.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+        timeout_ptr = &timeout;
+      }
+      ::ppoll(&fd, 1, timeout_ptr, nullptr);  // EINTR or timeout: the loop re-checks everything anyway
+    }
+    sleeping.store(false, std::memory_order_relaxed);  // relaxed: only ever causes a redundant eventfd write
+    std::uint64_t drained_count = 0;
+    // Clears the eventfd (EAGAIN if nobody wrote it).
+    [[maybe_unused]] const ssize_t got = ::read(event_fd, &drained_count, sizeof drained_count);
+  }
+
+  void collect_inbox() noexcept {
+    const detail::intrusive_inbox::batch b = inbox.take_all();
+    ready.append_chain(b.first, b.last, b.size);
+  }
+
+  void collect_due_timers() noexcept {
+    std::lock_guard<std::mutex> lock(timer_mutex);
+    if (timers.empty()) return;
+    const time_point now = clock::now();
+    while (task* t = timers.pop_due(now)) ready.push_back(*t);
+  }
+
+  // One iteration: inbox and due timers join the back of the ready FIFO, then at most `quota` tasks run.
+  std::size_t iterate() noexcept {
+    collect_inbox();
+    collect_due_timers();
+    std::size_t ran = 0;
+    while (ran < quota) {
+      task* t = ready.pop_front();
+      if (t == nullptr) break;
+      t->run();
+      ++ran;
+    }
+    return ran;
+  }
+
+  // After stop: run everything accepted, reject pending timers, repeat until nothing is left (a rejected timer's
+  // owner, or a drained task, may still queue work on this thread).
+  std::size_t finish() noexcept {
+    std::size_t ran = 0;
+    for (;;) {
+      collect_inbox();
+      while (task* t = ready.pop_front()) {
+        t->run();
+        ++ran;
+      }
+      // drained(): no execute() from another thread is in flight and none will be accepted again, and all those
+      // accepted are in the inbox by now (acquire, see admission_gate.hpp).
+      if (!gate.drained()) {
+        sleep(true);  // the last in-flight execute() wakes us through the gate's hook
+        continue;
+      }
+      collect_inbox();
+      detail::task_fifo doomed;
+      {
+        std::lock_guard<std::mutex> lock(timer_mutex);
+        timers_closed = true;
+        while (task* t = timers.pop_any()) doomed.push_back(*t);
+      }
+      while (task* t = doomed.pop_front()) detail::reject_stopped(*t, "reactor");
+      if (ready.empty() && inbox.empty()) break;
+    }
+    finished = true;
+    return ran;
+  }
+
+  // The loop proper; loop_mutex held by the caller.
+  void run_locked() {
+    if (finished) return;
+    loop_scope scope(*this);
+    while (!gate.closed()) {
+      iterate();
+      if (ready.empty()) sleep(false);
+    }
+    finish();
+  }
+
+  const std::size_t quota;
+  const int event_fd;
+
+  detail::task_fifo ready;  // loop thread only
+  detail::intrusive_inbox inbox;
+  std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
+  detail::admission_gate gate{&impl::wake_hook, this};
+
+  std::mutex timer_mutex;
+  detail::timer_heap timers;   // guarded by timer_mutex
+  bool timers_closed = false;  // guarded by timer_mutex: set by the final drain, then schedule_* reject
+
+  std::mutex loop_mutex;  // held by whichever thread runs the loop (run, run_once, start's thread, destructor)
+  bool finished = false;  // guarded by loop_mutex
+
+  std::mutex thread_mutex;  // guards thread
+  std::thread thread;
+};
+
+reactor::reactor(std::size_t quota) : impl_(std::make_unique<impl>(quota)) {}
+
+reactor::~reactor() {
+  impl& p = *impl_;
+  if (current_loop == &p) {
+    std::fputs("anydefer::reactor destroyed from its own loop thread\n", stderr);
+    std::abort();
+  }
+  stop();
+  std::lock_guard<std::mutex> lock(p.loop_mutex);  // waits for a run() on another thread to return
+  if (!p.finished) {
+    impl::loop_scope scope(p);
+    p.finish();
+  }
+}
+
+void reactor::start(std::optional<unsigned> cpu) {
+  impl& p = *impl_;
+  if (cpu) {
+    const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1 || *cpu >= static_cast<unsigned long>(online) || *cpu >= CPU_SETSIZE) {
+      throw std::invalid_argument("anydefer::reactor: cannot pin to CPU " + std::to_string(*cpu) + ": only " +
+                                  std::to_string(online) + " CPUs are online");
+    }
+  }
+  std::lock_guard<std::mutex> thread_lock(p.thread_mutex);
+  if (p.thread.joinable()) throw std::logic_error("anydefer::reactor::start: the reactor already has a thread");
+  std::promise<int> started;  // 0: running; -1: a loop already runs elsewhere; else the pinning error
+  std::future<int> outcome = started.get_future();
+  p.thread = std::thread([&p, cpu, started = std::move(started)]() mutable {
+    std::unique_lock<std::mutex> loop_lock(p.loop_mutex, std::try_to_lock);
+    if (!loop_lock.owns_lock()) {
+      started.set_value(-1);
+      return;
+    }
+    if (cpu) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(*cpu, &set);
+      if (const int rc = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set); rc != 0) {
+        started.set_value(rc);
+        return;
+      }
+    }
+    started.set_value(0);
+    p.run_locked();
+  });
+  const int rc = outcome.get();
+  if (rc == 0) return;
+  p.thread.join();
+  if (rc < 0) throw std::logic_error("anydefer::reactor::start: the loop is already running on another thread");
+  throw std::system_error(rc, std::generic_category(),
+                          "anydefer::reactor: cannot pin the reactor thread to CPU " + std::to_string(*cpu));
+}
+
+void reactor::run() {
+  impl& p = *impl_;
+  if (current_loop == &p) throw std::logic_error("anydefer::reactor::run: called from the reactor's own loop");
+  std::unique_lock<std::mutex> lock(p.loop_mutex, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::logic_error("anydefer::reactor::run: the loop is already running elsewhere");
+  p.run_locked();
+}
+
+std::size_t reactor::run_once() {
+  impl& p = *impl_;
+  if (current_loop == &p) throw std::logic_error("anydefer::reactor::run_once: called from the reactor's own loop");
+  std::unique_lock<std::mutex> lock(p.loop_mutex, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::logic_error("anydefer::reactor::run_once: the loop is running elsewhere");
+  if (p.finished) return 0;
+  impl::loop_scope scope(p);
+  if (p.gate.closed()) return p.finish();
+  return p.iterate();
+}
+
+void reactor::execute(task& t) noexcept {
+  impl& p = *impl_;
+  if (current_loop == &p) {  // the loop thread itself: local FIFO, accepted even while draining
+    p.ready.push_back(t);
+    return;
+  }
+  if (!p.gate.try_enter()) {
+    detail::reject_stopped(t, "reactor");
+    return;
+  }
+  // Only a push onto an empty inbox can find the loop asleep: while the inbox is non-empty, the loop's re-check
+  // before sleeping sees it (see intrusive_inbox.hpp and the sleep protocol in reactor.hpp).
+  if (p.inbox.push(t)) p.wake();
+  p.gate.leave();
+}
+
+timer_id reactor::schedule_after(std::chrono::nanoseconds delay, task& t) noexcept {
+  return schedule_at(clock::now() + delay, t);
+}
+
+timer_id reactor::schedule_at(time_point deadline, task& t) noexcept {
+  impl& p = *impl_;
+  std::uint64_t id = 0;
+  bool earliest = false;
+  std::exception_ptr failure;
+  {
+    std::lock_guard<std::mutex> lock(p.timer_mutex);
+    if (!p.timers_closed) {
+      try {
+        id = p.timers.insert(deadline, t);
+        earliest = p.timers.front_id() == id;
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+  }
+  if (failure) {
+    t.reject(std::move(failure));
+    return timer_id{};
+  }
+  if (id == 0) {
+    detail::reject_stopped(t, "reactor");
+    return timer_id{};
+  }
+  // A new earliest deadline must shorten a sleep already computed from the old one.
+  if (earliest && current_loop != &p) p.wake();
+  return timer_id{id};
+}
+
+bool reactor::cancel_timer(timer_id id) noexcept {
+  impl& p = *impl_;
+  std::lock_guard<std::mutex> lock(p.timer_mutex);
+  return p.timers.cancel(id.value()) != nullptr;
+}
+
+void reactor::request_stop() noexcept {
+  impl& p = *impl_;
+  p.gate.close();
+  p.wake();
+}
+
+void reactor::stop() noexcept {
+  request_stop();
+  join();
+}
+
+void reactor::join() noexcept {
+  impl& p = *impl_;
+  std::lock_guard<std::mutex> lock(p.thread_mutex);
+  if (p.thread.joinable() && p.thread.get_id() != std::this_thread::get_id()) p.thread.join();
+}
+
+bool reactor::running_in_this_thread() const noexcept { return current_loop == impl_.get(); }
+
+}  // namespace anydefer

@@ -1,0 +1,29 @@
+#include "anydefer/executors/reactor_group.hpp"
+
+#include <algorithm>
+#include <thread>
+
+namespace anydefer {
+
+reactor_group::reactor_group(std::size_t size, bool pin, std::size_t quota) {
+  if (size == 0) size = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  shards_.reserve(size);
+  try {
+    for (std::size_t i = 0; i < size; ++i) {
+      shards_.push_back(std::make_unique<reactor>(quota));
+      shards_.back()->start(pin ? std::optional<unsigned>(static_cast<unsigned>(i)) : std::nullopt);
+    }
+  } catch (...) {
+    stop();
+    throw;
+  }
+}
+
+reactor_group::~reactor_group() { stop(); }
+
+void reactor_group::stop() noexcept {
+  for (auto& r : shards_) r->request_stop();  // all drain in parallel
+  for (auto& r : shards_) r->join();
+}
+
+}  // namespace anydefer

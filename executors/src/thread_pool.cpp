@@ -1,0 +1,253 @@
+#include "anydefer/executors/thread_pool.hpp"
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "anydefer/executors/detail/admission_gate.hpp"
+#include "anydefer/executors/detail/cpu_relax.hpp"
+#include "anydefer/executors/detail/event_count.hpp"
+#include "anydefer/executors/detail/reject.hpp"
+#include "anydefer/executors/detail/work_stealing_deque.hpp"
+
+namespace anydefer {
+namespace {
+
+// Bounded spinning before parking: kSpinRounds scans of every queue, kPausesPerRound pause hints apart (a few
+// tens of microseconds in all). Long enough to catch the next task of a busy burst without a futex round trip,
+// short enough that an idle pool is asleep almost at once.
+constexpr int kSpinRounds = 32;
+constexpr int kPausesPerRound = 32;
+
+// Every kInjectionInterval-th task a worker looks at the injection queue before its own deque (as Tokio does
+// every 61 ticks), so outside submissions are not starved by a worker that keeps feeding itself.
+constexpr unsigned kInjectionInterval = 61;
+
+// What the calling thread is to a pool: set for the lifetime of a worker thread, empty elsewhere.
+struct worker_identity {
+  const void* pool = nullptr;  // the thread_pool::impl this thread works for
+  std::size_t index = 0;
+  int help_depth = 0;  // nested before_block() helps now on the stack
+};
+thread_local worker_identity this_worker;
+
+std::exception_ptr bad_alloc_error() noexcept {
+  try {
+    return std::make_exception_ptr(std::bad_alloc());
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+}  // namespace
+
+struct thread_pool::impl {
+  // One worker: its deque, its thread, and the wait policy its thread uses.
+  struct alignas(64) worker final : wait_policy {
+    worker(impl& p, std::size_t i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
+
+    // Runs one task: own deque (LIFO end) first, else the oldest task of another worker or of the injection
+    // queue. Bounded nesting: see thread_pool.hpp.
+    bool before_block() override {
+      if (this_worker.help_depth >= max_help_depth) return false;
+      task* t = deque.pop();
+      if (t == nullptr) t = pool.steal_from_others(*this);
+      if (t == nullptr) t = pool.take_injected();
+      if (t == nullptr) return false;
+      ++this_worker.help_depth;
+      t->run();
+      --this_worker.help_depth;
+      return true;
+    }
+
+    std::size_t next_random() noexcept {  // xorshift64: victim selection only
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      return static_cast<std::size_t>(rng);
+    }
+
+    impl& pool;
+    const std::size_t index;
+    std::uint64_t rng;
+    unsigned tick = 0;
+    detail::work_stealing_deque<task*> deque;
+    std::thread thread;
+  };
+
+  explicit impl(std::size_t threads) {
+    workers.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i) workers.push_back(std::make_unique<worker>(*this, i));
+  }
+
+  static void wake_everyone(void* self) noexcept { static_cast<impl*>(self)->parking.notify_all(); }
+
+  task* take_injected() noexcept {
+    task* t = nullptr;
+    return injection.try_dequeue(t) ? t : nullptr;
+  }
+
+  task* steal_from_others(worker& self) noexcept {
+    const std::size_t n = workers.size();
+    if (n < 2) return nullptr;
+    const std::size_t start = self.next_random() % n;
+    for (std::size_t k = 0; k < n; ++k) {
+      worker& victim = *workers[(start + k) % n];
+      if (&victim == &self) continue;
+      if (task* t = victim.deque.steal()) return t;
+    }
+    return nullptr;
+  }
+
+  task* find_task(worker& w) noexcept {
+    if (++w.tick % kInjectionInterval == 0) {
+      if (task* t = take_injected()) return t;
+    }
+    if (task* t = w.deque.pop()) return t;
+    if (task* t = take_injected()) return t;
+    return steal_from_others(w);
+  }
+
+  task* spin_for_task(worker& w) noexcept {
+    for (int round = 0; round < kSpinRounds; ++round) {
+      for (int i = 0; i < kPausesPerRound; ++i) detail::cpu_relax();
+      if (task* t = find_task(w)) return t;
+      if (gate.closed()) return nullptr;  // stopping: go straight to the drain check
+    }
+    return nullptr;
+  }
+
+  void work(worker& w) noexcept {
+    this_worker = worker_identity{this, w.index, 0};
+    wait_policy* const previous_policy = set_thread_wait_policy(&w);
+    for (;;) {
+      task* t = find_task(w);
+      if (t == nullptr) t = spin_for_task(w);
+      if (t != nullptr) {
+        t->run();
+        continue;
+      }
+      // Park: register, re-check everything, then sleep (detail/event_count.hpp explains why no wake-up is lost).
+      const detail::event_count::key key = parking.prepare_wait();
+      if ((t = find_task(w)) != nullptr) {
+        parking.cancel_wait();
+        t->run();
+        continue;
+      }
+      // drained() (acquire, under the gate's lock) means no outside execute() can enqueue any more and every
+      // enqueue that was accepted is visible now; if the queues are empty after that, nothing is left for this
+      // worker. Work that running tasks put on other workers' deques is run by those workers, which drain their
+      // own deques before exiting.
+      if (gate.drained()) {
+        if ((t = find_task(w)) != nullptr || injection.size_approx() != 0) {
+          parking.cancel_wait();
+          if (t != nullptr) t->run();
+          continue;
+        }
+        parking.cancel_wait();
+        break;
+      }
+      // Woken by: an outside submission (notify_one), a worker with surplus work (notify_one), stop() or the
+      // last in-flight execute() after stop (notify_all).
+      parking.commit_wait(key);
+    }
+    set_thread_wait_policy(previous_policy);
+    this_worker = worker_identity{};
+  }
+
+  void start_threads() {
+    try {
+      for (auto& w : workers) w->thread = std::thread([this, wp = w.get()] { work(*wp); });
+    } catch (...) {
+      gate.close();
+      parking.notify_all();
+      join_all();
+      throw;
+    }
+  }
+
+  void join_all() noexcept {
+    std::lock_guard<std::mutex> lock(join_mutex);
+    for (auto& w : workers) {
+      if (w->thread.joinable()) w->thread.join();
+    }
+  }
+
+  std::vector<std::unique_ptr<worker>> workers;
+  moodycamel::ConcurrentQueue<task*> injection;
+  detail::event_count parking;
+  detail::admission_gate gate{&impl::wake_everyone, this};
+  std::mutex join_mutex;  // serialises concurrent stop() calls that join
+};
+
+thread_pool::thread_pool(std::size_t threads) {
+  if (threads == 0) threads = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  impl_ = std::make_unique<impl>(threads);
+  impl_->start_threads();
+}
+
+thread_pool::~thread_pool() {
+  if (this_worker.pool == impl_.get()) {
+    std::fputs("anydefer::thread_pool destroyed from one of its own workers (it cannot join itself)\n", stderr);
+    std::abort();
+  }
+  stop();
+}
+
+void thread_pool::execute(task& t) noexcept {
+  impl& p = *impl_;
+  if (this_worker.pool == &p) {
+    // From our own worker: its deque, accepted even while stopping (the worker drains it before exiting).
+    impl::worker& w = *p.workers[this_worker.index];
+    if (w.deque.push(&t)) {
+      // relaxed hint first so the common case (nobody asleep) costs no fence; notify_one() re-checks properly.
+      // A stale "nobody asleep" only delays parallelism: the owner still runs the task.
+      if (p.parking.waiters_approx() != 0 && w.deque.size_approx() > 1) p.parking.notify_one();
+      return;
+    }
+    // The deque could not grow: fall back to the injection queue.
+    if (!p.injection.enqueue(&t)) {
+      t.reject(bad_alloc_error());
+      return;
+    }
+    p.parking.notify_one();
+    return;
+  }
+  if (!p.gate.try_enter()) {
+    detail::reject_stopped(t, "thread_pool");
+    return;
+  }
+  if (p.injection.enqueue(&t)) {
+    p.parking.notify_one();
+  } else {
+    t.reject(bad_alloc_error());
+  }
+  p.gate.leave();
+}
+
+void thread_pool::stop() noexcept {
+  impl& p = *impl_;
+  p.gate.close();
+  p.parking.notify_all();
+  if (this_worker.pool == &p) return;  // a worker cannot join itself; see thread_pool.hpp
+  p.join_all();
+}
+
+std::size_t thread_pool::size() const noexcept { return impl_->workers.size(); }
+
+bool thread_pool::running_in_this_thread() const noexcept { return this_worker.pool == impl_.get(); }
+
+std::optional<std::size_t> thread_pool::current_worker_index() const noexcept {
+  if (this_worker.pool != impl_.get()) return std::nullopt;
+  return this_worker.index;
+}
+
+}  // namespace anydefer
