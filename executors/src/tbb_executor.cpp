@@ -6,6 +6,12 @@
 
 #include "anydefer/executors/detail/reject.hpp"
 
+namespace anydefer::detail {
+extern int tsan_suppressions_anchor;
+// Keeps executors/src/tsan_suppressions.cpp in every static link that uses this executor.
+[[gnu::used]] static int* const keep_tsan_suppressions = &tsan_suppressions_anchor;
+}  // namespace anydefer::detail
+
 namespace anydefer {
 namespace {
 // The tbb_executor whose task the calling thread is running, if any (stop() must not wait for itself).

@@ -7,45 +7,18 @@
 #include <thread>
 #include <vector>
 
+#include "counting_task.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/inline_executor.hpp"
 #include "anydefer/executors/manual_executor.hpp"
 
 namespace {
 
-// A task that counts how it was settled and optionally does something when run.
-struct counting_task : anydefer::task {
-  counting_task() : task(&ops) {}
-  explicit counting_task(std::function<void()> body) : task(&ops), on_run(std::move(body)) {}
+using anydefer_test::counting_task;
+using anydefer_test::rejected_as_stopped;
 
-  std::atomic<int> runs{0};
-  std::atomic<int> rejects{0};
-  std::exception_ptr error;  // set before rejects is incremented
-  std::function<void()> on_run;
-
-  static void run_it(task& t) noexcept {
-    auto& self = static_cast<counting_task&>(t);
-    self.runs.fetch_add(1, std::memory_order_acq_rel);
-    if (self.on_run) self.on_run();
-  }
-  static void reject_it(task& t, std::exception_ptr why) noexcept {
-    auto& self = static_cast<counting_task&>(t);
-    self.error = std::move(why);
-    self.rejects.fetch_add(1, std::memory_order_acq_rel);
-  }
-  static constexpr operations ops{&run_it, &reject_it};
 };
 
-bool rejected_as_stopped(const counting_task& t) {
-  if (t.rejects.load() != 1 || !t.error) return false;
-  try {
-    std::rethrow_exception(t.error);
-  } catch (const anydefer::executor_stopped_error&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 
 TEST(InlineExecutorTest, ExecuteRunsTaskBeforeReturning) {
   anydefer::inline_executor ex;

@@ -1,4 +1,5 @@
-// ThreadSanitizer suppressions built into the executor test binary (used only in -fsanitize=thread builds).
+// ThreadSanitizer suppressions for every program that links anydefer's executors (only in -fsanitize=thread
+// builds). thread_pool.cpp references the anchor below so that a static link always pulls this file in.
 //
 // Two third-party sources of false reports, and nothing else:
 //   - moodycamel::ConcurrentQueue (the pool's injection queue) synchronises element slots with standalone
@@ -16,6 +17,11 @@
 #define ANYDEFER_TSAN 1
 #endif
 #endif
+
+namespace anydefer::detail {
+// Referenced from thread_pool.cpp and tbb_executor.cpp: linking either links these suppressions.
+int tsan_suppressions_anchor = 0;
+}  // namespace anydefer::detail
 
 #ifdef ANYDEFER_TSAN
 extern "C" const char* __tsan_default_suppressions() {

@@ -1,0 +1,122 @@
+// B5: fork-join recursion. fib(n) with one asynchronous result per call: fib(n-1) goes to the pool as a task,
+// fib(n-2) runs inline on the calling worker, then the two are joined. No serial cutoff.
+//
+//   anydefer            coroutine: left = submit(pool, fib(n-1)); right = co_await fib(n-2); co_await left.
+//                       No worker ever blocks: a join that is not ready suspends the coroutine.
+//   anydefer_callbacks  the same without coroutines: fib(n-2).add_callback(right -> left.add_callback(sum)).
+//   onetbb              tbb::task_group: run(fib(n-1)), fib(n-2) inline, wait() (TBB's wait runs other tasks).
+//   std_async           std::async(launch::async) for fib(n-1): a thread per call, so only n = 15.
+// Sizes n = 15 (where std::async can join), 20 and 25; n = 30 only in a full run (ANYDEFER_BENCH_FULL=1, which
+// tools/bench sets). Both anydefer and oneTBB get the machine's hardware threads (anydefer: that many workers, the
+// benchmark thread blocks in get(); TBB: the benchmark thread joins its arena).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <future>
+
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+#include <anydefer/coroutine.hpp>
+#include <anydefer/deferred.hpp>
+#include <anydefer/executors/thread_pool.hpp>
+
+#include "bench_env.hpp"
+
+namespace {
+
+constexpr std::int64_t fib_value(int n) { return n < 2 ? n : fib_value(n - 1) + fib_value(n - 2); }
+
+void check(benchmark::State& state, std::int64_t got, int n) {
+  if (got != fib_value(n)) state.SkipWithError("wrong fib value");
+}
+
+// --- anydefer -----------------------------------------------------------------------------------------------
+anydefer::deferred<std::int64_t> fib_coro(anydefer::thread_pool& pool, int n) {
+  if (n < 2) co_return n;
+  anydefer::deferred<std::int64_t> left = anydefer::submit(pool, [&pool, n] { return fib_coro(pool, n - 1); });
+  const std::int64_t right = co_await fib_coro(pool, n - 2);
+  co_return co_await left + right;
+}
+
+anydefer::deferred<std::int64_t> fib_callbacks(anydefer::thread_pool& pool, int n) {
+  if (n < 2) return anydefer::succeed(static_cast<std::int64_t>(n));
+  anydefer::deferred<std::int64_t> left = anydefer::submit(pool, [&pool, n] { return fib_callbacks(pool, n - 1); });
+  return fib_callbacks(pool, n - 2).add_callback([left = std::move(left)](std::int64_t right) {
+    return left.add_callback([right](std::int64_t l) { return l + right; });
+  });
+}
+
+void fib_anydefer(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  for (auto _ : state) {
+    auto result = anydefer::submit(pool, [&pool, n] { return fib_coro(pool, n); });
+    std::int64_t v = result.get();
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+  state.counters["workers"] = static_cast<double>(pool.size());
+}
+
+void fib_anydefer_callbacks(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  for (auto _ : state) {
+    auto result = anydefer::submit(pool, [&pool, n] { return fib_callbacks(pool, n); });
+    std::int64_t v = result.get();
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+  state.counters["workers"] = static_cast<double>(pool.size());
+}
+
+// --- oneTBB -------------------------------------------------------------------------------------------------
+std::int64_t fib_tbb(int n) {
+  if (n < 2) return n;
+  std::int64_t left = 0;
+  tbb::task_group group;
+  group.run([&left, n] { left = fib_tbb(n - 1); });
+  const std::int64_t right = fib_tbb(n - 2);
+  group.wait();
+  return left + right;
+}
+
+void fib_onetbb(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    std::int64_t v = fib_tbb(n);
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+  state.counters["workers"] = static_cast<double>(tbb::this_task_arena::max_concurrency());
+}
+
+// --- std::async ---------------------------------------------------------------------------------------------
+std::int64_t fib_async(int n) {
+  if (n < 2) return n;
+  std::future<std::int64_t> left = std::async(std::launch::async, fib_async, n - 1);
+  const std::int64_t right = fib_async(n - 2);
+  return left.get() + right;
+}
+
+void fib_std_async(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    std::int64_t v = fib_async(n);
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+}
+
+void sizes(benchmark::internal::Benchmark* b) {
+  b->Arg(15)->Arg(20)->Arg(25);
+  if (bench::full_run()) b->Arg(30);
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+BENCHMARK(fib_anydefer)->Name("BM_Fib/anydefer")->Apply(sizes);
+BENCHMARK(fib_anydefer_callbacks)->Name("BM_Fib/anydefer_callbacks")->Apply(sizes);
+BENCHMARK(fib_onetbb)->Name("BM_Fib/onetbb")->Apply(sizes);
+BENCHMARK(fib_std_async)->Name("BM_Fib/std_async")->Arg(15)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace

@@ -1,0 +1,194 @@
+// B7: crossing threads. A round trip: a value fired on thread A is continued on thread B, and the result comes
+// back to A. Each benchmark iteration is kRounds round trips back to back (the next starts when the previous
+// came back); per_round_trip is the time of one.
+//
+//   anydefer        two reactors, each on its own thread: on A, deferred<int> d;
+//                   d.add_callback(B, f).add_callback(A, next_round); d.callback(v).
+//   asio_post       two io_contexts, each run by its own thread: post to B, which posts back to A.
+//   raw_atomic      the floor: two threads spinning on one atomic, each waiting for the other's write.
+//   condvar         two threads handing a turn over with a mutex and a condition variable.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <anydefer/deferred.hpp>
+#include <anydefer/executors/reactor.hpp>
+#include <asio.hpp>
+
+#include "bench_counter.hpp"
+
+namespace {
+
+constexpr std::int64_t kRounds = 1000;
+
+void set_counters(benchmark::State& state) {
+  state.SetItemsProcessed(state.iterations() * kRounds);
+  state.counters["per_round_trip"] =
+      benchmark::Counter(kRounds, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// --- anydefer: reactor A -> reactor B -> reactor A --------------------------------------------------------------
+struct reactor_round_trips {
+  anydefer::reactor& a;
+  anydefer::reactor& b;
+  std::int64_t remaining = 0;
+  std::int64_t checksum = 0;
+  anydefer::deferred<void> done;
+};
+
+// Runs on reactor A.
+void start_round(reactor_round_trips* rt) {
+  anydefer::deferred<int> d;
+  d.add_callback(rt->b, [](int v) { return v + 1; }).add_callback(rt->a, [rt](int v) {
+    rt->checksum += v;
+    if (--rt->remaining > 0) {
+      start_round(rt);
+    } else {
+      // A local handle: the benchmark thread may destroy *rt as soon as the fire is visible.
+      anydefer::deferred<void> done = rt->done;
+      done.callback();
+    }
+  });
+  d.callback(1);
+}
+
+void cross_anydefer(benchmark::State& state) {
+  anydefer::reactor a;
+  anydefer::reactor b;
+  a.start();
+  b.start();
+  for (auto _ : state) {
+    reactor_round_trips rt{a, b, kRounds, 0, anydefer::deferred<void>()};
+    anydefer::deferred<void> done = rt.done;
+    anydefer::submit(a, [&rt] { start_round(&rt); });
+    done.get();
+    benchmark::DoNotOptimize(rt.checksum);
+    if (rt.checksum != 2 * kRounds) state.SkipWithError("wrong checksum");
+  }
+  a.stop();
+  b.stop();
+  set_counters(state);
+}
+
+// --- Asio: io_context A -> io_context B -> io_context A --------------------------------------------------------
+struct asio_round_trips {
+  asio::io_context& a;
+  asio::io_context& b;
+  std::int64_t remaining = 0;
+  std::int64_t checksum = 0;
+  std::promise<void> done;
+};
+
+void asio_start_round(asio_round_trips* rt) {
+  int v = 1;
+  asio::post(rt->b, [rt, v] {
+    const int w = v + 1;
+    asio::post(rt->a, [rt, w] {
+      rt->checksum += w;
+      if (--rt->remaining > 0) {
+        asio_start_round(rt);
+      } else {
+        std::promise<void> done = std::move(rt->done);  // the benchmark thread may destroy *rt once it is set
+        done.set_value();
+      }
+    });
+  });
+}
+
+void cross_asio(benchmark::State& state) {
+  asio::io_context a(1);
+  asio::io_context b(1);
+  auto guard_a = asio::make_work_guard(a);
+  auto guard_b = asio::make_work_guard(b);
+  std::thread ta([&a] { a.run(); });
+  std::thread tb([&b] { b.run(); });
+  for (auto _ : state) {
+    asio_round_trips rt{a, b, kRounds, 0, {}};
+    std::future<void> done = rt.done.get_future();
+    asio::post(a, [&rt] { asio_start_round(&rt); });
+    done.get();
+    benchmark::DoNotOptimize(rt.checksum);
+    if (rt.checksum != 2 * kRounds) state.SkipWithError("wrong checksum");
+  }
+  guard_a.reset();
+  guard_b.reset();
+  ta.join();
+  tb.join();
+  set_counters(state);
+}
+
+// --- raw atomic ping-pong: the floor ------------------------------------------------------------------------
+void cross_raw_atomic(benchmark::State& state) {
+  std::atomic<std::int64_t> ball{0};  // odd: the benchmark thread served; even: the other thread returned it
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    std::int64_t expect = 1;
+    for (;;) {
+      while (ball.load(std::memory_order_acquire) != expect) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        bench::cpu_relax();
+      }
+      ball.store(expect + 1, std::memory_order_release);
+      expect += 2;
+    }
+  });
+  std::int64_t served = 0;
+  for (auto _ : state) {
+    for (std::int64_t r = 0; r < kRounds; ++r) {
+      ball.store(2 * served + 1, std::memory_order_release);
+      while (ball.load(std::memory_order_acquire) != 2 * served + 2) bench::cpu_relax();
+      ++served;
+    }
+  }
+  stop.store(true, std::memory_order_relaxed);
+  other.join();
+  set_counters(state);
+}
+
+// --- condition-variable ping-pong ---------------------------------------------------------------------------
+void cross_condvar(benchmark::State& state) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::int64_t ball = 0;
+  bool stop = false;
+  std::thread other([&] {
+    std::int64_t expect = 1;
+    std::unique_lock lock(m);
+    for (;;) {
+      cv.wait(lock, [&] { return ball == expect || stop; });
+      if (stop) return;
+      ball = expect + 1;
+      expect += 2;
+      cv.notify_all();
+    }
+  });
+  std::int64_t served = 0;
+  for (auto _ : state) {
+    for (std::int64_t r = 0; r < kRounds; ++r) {
+      std::unique_lock lock(m);
+      ball = 2 * served + 1;
+      cv.notify_all();
+      cv.wait(lock, [&] { return ball == 2 * served + 2; });
+      ++served;
+    }
+  }
+  {
+    std::lock_guard lock(m);
+    stop = true;
+  }
+  cv.notify_all();
+  other.join();
+  set_counters(state);
+}
+
+BENCHMARK(cross_anydefer)->Name("BM_CrossRoundTrip/anydefer")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(cross_asio)->Name("BM_CrossRoundTrip/asio_post")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(cross_raw_atomic)->Name("BM_CrossRoundTrip/raw_atomic")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(cross_condvar)->Name("BM_CrossRoundTrip/condvar")->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace

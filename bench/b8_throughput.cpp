@@ -1,0 +1,171 @@
+// B8: throughput of work posted from outside (external submission). Per iteration, P producer threads (the
+// benchmark thread and P-1 helpers) post kTasks tiny tasks in total; each task counts itself done; the
+// iteration ends when all ran. Time per task covers posting and running (items_per_second is the throughput).
+//
+//   anydefer_execute  thread_pool::execute(task&) with caller-owned task nodes (the executor alone)
+//   anydefer_submit   anydefer::submit(pool, f): a deferred per task, dropped (the everyday API)
+//   raw_moodycamel    moodycamel::ConcurrentQueue enqueue, one consumer thread spinning on try_dequeue
+//   onetbb_enqueue    tbb::task_arena::enqueue into an arena of the machine's hardware threads
+//   asio_post         asio::io_context run by as many threads as the machine has, asio::post
+// Consumers: the pool, the TBB arena and Asio get the machine's hardware threads; moodycamel gets one.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+#include <anydefer/deferred.hpp>
+#include <anydefer/executors/thread_pool.hpp>
+#include <asio.hpp>
+
+#include "bench_counter.hpp"
+
+namespace {
+
+constexpr std::int64_t kTasks = 1 << 16;
+
+unsigned hardware_threads() { return std::max(1U, std::thread::hardware_concurrency()); }
+
+// Runs post(i) for i in [0, kTasks), split across `producers` threads (the calling thread is one of them).
+template <class Post>
+void produce(int producers, Post post) {
+  const std::int64_t per = kTasks / producers;
+  std::vector<std::thread> helpers;
+  helpers.reserve(static_cast<std::size_t>(producers - 1));
+  for (int p = 1; p < producers; ++p) {
+    helpers.emplace_back([&post, p, per] {
+      for (std::int64_t i = p * per; i < (p + 1) * per; ++i) post(i);
+    });
+  }
+  for (std::int64_t i = 0; i < per; ++i) post(i);
+  for (auto& h : helpers) h.join();
+}
+
+void set_counters(benchmark::State& state) {
+  state.SetItemsProcessed(state.iterations() * kTasks);
+  state.counters["per_task"] =
+      benchmark::Counter(kTasks, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// A caller-owned task node that counts itself done.
+class counting_task final : public anydefer::task {
+ public:
+  counting_task() noexcept : task(&ops_) {}
+  bench::sharded_counter* counter = nullptr;
+
+ private:
+  static void run(task& t) noexcept { static_cast<counting_task&>(t).counter->add(); }
+  static void reject(task&, std::exception_ptr) noexcept { std::terminate(); }
+  static constexpr operations ops_{&run, &reject};
+};
+
+void throughput_anydefer_execute(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  bench::sharded_counter done;
+  std::vector<counting_task> tasks(kTasks);
+  for (auto& t : tasks) t.counter = &done;
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, [&](std::int64_t i) { pool.execute(tasks[static_cast<std::size_t>(i)]); });
+    target += kTasks;
+    done.wait_for(target);
+  }
+  set_counters(state);
+}
+
+void throughput_anydefer_submit(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  bench::sharded_counter done;
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, [&](std::int64_t) { anydefer::submit(pool, [&done] { done.add(); }); });
+    target += kTasks;
+    done.wait_for(target);
+  }
+  set_counters(state);
+}
+
+void throughput_raw_moodycamel(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  moodycamel::ConcurrentQueue<anydefer::task*> queue;
+  std::atomic<bool> stop{false};
+  bench::sharded_counter done;
+  std::vector<counting_task> tasks(kTasks);
+  for (auto& t : tasks) t.counter = &done;
+  std::thread consumer([&] {
+    anydefer::task* t = nullptr;
+    int idle = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (queue.try_dequeue(t)) {
+        t->run();
+        idle = 0;
+      } else if (++idle < 64) {
+        bench::cpu_relax();
+      } else {
+        std::this_thread::yield();  // two cores: let the producer run
+      }
+    }
+  });
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
+    target += kTasks;
+    done.wait_for(target);
+  }
+  stop.store(true, std::memory_order_relaxed);
+  consumer.join();
+  set_counters(state);
+}
+
+void throughput_onetbb_enqueue(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  const int threads = static_cast<int>(hardware_threads());
+  // TBB's default allows hardware_threads - 1 workers; an arena with no slot reserved for this thread needs all.
+  tbb::global_control allow(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads) + 1);
+  tbb::task_arena arena(threads, 0);
+  bench::sharded_counter done;
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, [&](std::int64_t) { arena.enqueue([&done] { done.add(); }); });
+    target += kTasks;
+    done.wait_for(target);
+  }
+  set_counters(state);
+}
+
+void throughput_asio_post(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  const unsigned threads = hardware_threads();
+  asio::io_context io(static_cast<int>(threads));
+  auto guard = asio::make_work_guard(io);
+  std::vector<std::thread> runners;
+  for (unsigned i = 0; i < threads; ++i) runners.emplace_back([&io] { io.run(); });
+  bench::sharded_counter done;
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, [&](std::int64_t) { asio::post(io, [&done] { done.add(); }); });
+    target += kTasks;
+    done.wait_for(target);
+  }
+  guard.reset();
+  for (auto& r : runners) r.join();
+  set_counters(state);
+}
+
+void producers(benchmark::internal::Benchmark* b) {
+  b->ArgName("producers")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK(throughput_anydefer_execute)->Name("BM_ExternalPost/anydefer_execute")->Apply(producers);
+BENCHMARK(throughput_anydefer_submit)->Name("BM_ExternalPost/anydefer_submit")->Apply(producers);
+BENCHMARK(throughput_raw_moodycamel)->Name("BM_ExternalPost/raw_moodycamel")->Apply(producers);
+BENCHMARK(throughput_onetbb_enqueue)->Name("BM_ExternalPost/onetbb_enqueue")->Apply(producers);
+BENCHMARK(throughput_asio_post)->Name("BM_ExternalPost/asio_post")->Apply(producers);
+
+}  // namespace
