@@ -29,8 +29,11 @@ namespace {
 
 // Bounded spinning before parking: kSpinRounds scans of every queue, kPausesPerRound pause hints apart (a few
 // tens of microseconds in all). Long enough to catch the next task of a busy burst without a futex round trip,
-// short enough that an idle pool is asleep almost at once.
+// short enough that an idle pool is asleep almost at once. After kPauseRounds the rounds yield instead of
+// pausing: when the machine has more runnable threads than cores (outside producers plus every worker), a
+// spinning worker would otherwise hold the core the producer needs to make the very work it waits for.
 constexpr int kSpinRounds = 32;
+constexpr int kPauseRounds = 4;
 constexpr int kPausesPerRound = 32;
 
 // Every kInjectionInterval-th task a worker looks at the injection queue before its own deque (as Tokio does
@@ -124,7 +127,11 @@ struct thread_pool::impl {
 
   task* spin_for_task(worker& w) noexcept {
     for (int round = 0; round < kSpinRounds; ++round) {
-      for (int i = 0; i < kPausesPerRound; ++i) detail::cpu_relax();
+      if (round < kPauseRounds) {
+        for (int i = 0; i < kPausesPerRound; ++i) detail::cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
       if (task* t = find_task(w)) return t;
       if (gate.closed()) return nullptr;  // stopping: go straight to the drain check
     }

@@ -127,10 +127,14 @@ TEST(CrossingTest, FiredOnEveryKindContinuedOnEveryOtherKind) {
       deferred<int> d;
       std::atomic<bool> ran_on_target{false};
       deferred<int> next = d.add_callback(to, [&, to_name = to_name](int v) {
-        if (to_name == "pool") ran_on_target = kinds.pool.running_in_this_thread();
-        else if (to_name == "reactor_a") ran_on_target = kinds.reactor_a.running_in_this_thread();
-        else if (to_name == "reactor_b") ran_on_target = kinds.reactor_b.running_in_this_thread();
-        else ran_on_target = true;  // inline and tbb have no thread identity to check
+        if (to_name == "pool")
+          ran_on_target = kinds.pool.running_in_this_thread();
+        else if (to_name == "reactor_a")
+          ran_on_target = kinds.reactor_a.running_in_this_thread();
+        else if (to_name == "reactor_b")
+          ran_on_target = kinds.reactor_b.running_in_this_thread();
+        else
+          ran_on_target = true;  // inline and tbb have no thread identity to check
         return v + 1;
       });
       deferred<void> fired = anydefer::submit(from, [d] { d.callback(41); });

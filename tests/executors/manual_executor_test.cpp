@@ -7,18 +7,15 @@
 #include <thread>
 #include <vector>
 
-#include "counting_task.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/inline_executor.hpp"
 #include "anydefer/executors/manual_executor.hpp"
+#include "counting_task.hpp"
 
 namespace {
 
 using anydefer_test::counting_task;
 using anydefer_test::rejected_as_stopped;
-
-};
-
 
 TEST(InlineExecutorTest, ExecuteRunsTaskBeforeReturning) {
   anydefer::inline_executor ex;

@@ -15,11 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include "counting_task.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/reactor.hpp"
 #include "anydefer/executors/reactor_group.hpp"
+#include "counting_task.hpp"
 
 namespace {
 
@@ -27,9 +27,6 @@ using anydefer_test::counting_task;
 using anydefer_test::rejected_as_stopped;
 
 using namespace std::chrono_literals;
-
-};
-
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {

@@ -9,9 +9,9 @@
 #include <thread>
 #include <vector>
 
-#include "counting_task.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/tbb_executor.hpp"
+#include "counting_task.hpp"
 
 namespace {
 
@@ -19,9 +19,6 @@ using anydefer_test::counting_task;
 using anydefer_test::rejected_as_stopped;
 
 using namespace std::chrono_literals;
-
-};
-
 
 TEST(TbbExecutorTest, StopWaitsUntilEveryAcceptedTaskHasRun) {
   anydefer::tbb_executor ex(2);

@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include "counting_task.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/thread_pool.hpp"
+#include "counting_task.hpp"
 
 namespace {
 
@@ -23,8 +23,6 @@ using anydefer_test::counting_task;
 using anydefer_test::rejected_as_stopped;
 
 using namespace std::chrono_literals;
-
-};
 
 // The cheapest possible task for the stress tests: bumps its own counter and a shared one.
 struct tick_task : anydefer::task {
@@ -65,7 +63,6 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
   }
   return true;
 }
-
 
 double process_cpu_seconds() {
   timespec ts{};

@@ -68,31 +68,6 @@ struct deferred_list_options {
 
 namespace detail {
 
-// A reference on a state (not a handle: it does not keep an unfired root from being detected as abandoned).
-template <class T>
-class state_ref {
- public:
-  state_ref() = default;
-  explicit state_ref(state<T>* s) noexcept : s_(s) {
-    if (s_ != nullptr) s_->add_ref();
-  }
-  state_ref(state_ref&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  state_ref(const state_ref&) = delete;
-  state_ref& operator=(const state_ref&) = delete;
-  state_ref& operator=(state_ref&& o) noexcept {
-    state_ref(std::move(o)).swap(*this);
-    return *this;
-  }
-  ~state_ref() {
-    if (s_ != nullptr) state_base::release(s_);
-  }
-  void swap(state_ref& o) noexcept { std::swap(s_, o.s_); }
-  state<T>* get() const noexcept { return s_; }
-
- private:
-  state<T>* s_ = nullptr;
-};
-
 // What every combinator shares: the output it fires once, and its inputs, to cancel them.
 template <class Out>
 class combinator_core {

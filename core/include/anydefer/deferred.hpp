@@ -18,8 +18,8 @@
 //     thread that fires, or on the executor given to add_*.
 //   - Firing twice throws already_called_error and keeps the first result. A failure that reaches the end of a
 //     chain and is never consumed goes to the unhandled-error handler when the last handle goes.
-//   - An unfired deferred whose every handle was dropped while something waits on it fails with
-//     broken_deferred_error: nothing could ever fire it.
+//   - An unfired deferred without a canceller whose every handle was dropped while something waits on it
+//     fails with broken_deferred_error: nothing could ever fire it. (One with a canceller stays cancellable.)
 //
 // Thread-safety: any thread may fire, cancel or continue a deferred while others do; exactly one side runs each
 // function, exactly once. A single handle object is not itself synchronized (like std::shared_ptr): give each
@@ -62,6 +62,37 @@ class driven_state final : public state<T> {
   explicit driven_state(std::source_location created_at) noexcept
       : state<T>(state_base::kind::driven, created_at) {}
 };
+// A reference on a state (not a handle: it does not keep an unfired root from being detected as abandoned), for
+// the library's own bookkeeping: cancelling inputs, timers.
+template <class T>
+class state_ref {
+ public:
+  state_ref() = default;
+  explicit state_ref(state<T>* s) noexcept : s_(s) {
+    if (s_ != nullptr) s_->add_ref();
+  }
+  state_ref(state_ref&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  state_ref(const state_ref&) = delete;
+  state_ref& operator=(const state_ref&) = delete;
+  state_ref& operator=(state_ref&& o) noexcept {
+    state_ref(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~state_ref() {
+    if (s_ != nullptr) state_base::release(s_);
+  }
+  void swap(state_ref& o) noexcept { std::swap(s_, o.s_); }
+  state<T>* get() const noexcept { return s_; }
+
+ private:
+  state<T>* s_ = nullptr;
+};
+
+template <class T>
+state_ref<T> state_ref_of(const deferred<T>& d) noexcept {
+  return state_ref<T>(access::state_of(d));
+}
+
 }  // namespace detail
 
 template <class T>
@@ -367,9 +398,13 @@ unhandled_error_handler set_unhandled_error_handler(unhandled_error_handler hand
 
 template <class T, class Canceller>
 void detail::cancellable_root_state<T, Canceller>::run_canceller() {
-  // A canceller reached through a downstream link may race with the producer dropping the last handle; then the
-  // deferred is being failed as broken and there is nothing left to cancel.
-  if (!this->try_add_handle()) return;
+  // Reached through a consumer's cancel() after every handle was dropped (a root with a canceller is not failed
+  // as broken for that): the handle given to the canceller then brings back the handles' shared reference, which
+  // dropping it releases again. The consumer's own reference keeps the state alive meanwhile.
+  if (!this->try_add_handle()) {
+    this->add_ref();
+    this->add_handle();
+  }
   deferred<T> self = access::adopt<T>(this);
   std::invoke(canceller_, self);
 }

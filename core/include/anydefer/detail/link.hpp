@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -113,6 +114,32 @@ struct inline_schedule_note {
 };
 inline constinit thread_local inline_schedule_note this_thread_schedule_note{};
 
+// A link's callable, destroyed as soon as it has run (Twisted drops a callback from its list before running it):
+// whatever it captured, such as a handle to the deferred it returns, must not outlive the call, or a chain whose
+// producer is gone could never be detected as broken. A stateless callable costs nothing and needs no dropping.
+template <class H, bool Stateless = std::is_empty_v<H>>
+class droppable {
+ public:
+  template <class A>
+  explicit droppable(A&& a) : h_(std::forward<A>(a)) {}
+  H& get() noexcept { return h_; }
+  void drop() noexcept {}
+
+ private:
+  [[no_unique_address]] H h_;
+};
+template <class H>
+class droppable<H, false> {
+ public:
+  template <class A>
+  explicit droppable(A&& a) : h_(std::in_place, std::forward<A>(a)) {}
+  H& get() noexcept { return *h_; }
+  void drop() noexcept { h_.reset(); }
+
+ private:
+  std::optional<H> h_;
+};
+
 // The task node of a link that runs on an executor; empty for inline links.
 template <bool Scheduled>
 struct link_task {};
@@ -188,10 +215,11 @@ class link final : public state<U>, public link_task<Scheduled> {
     if (this->is_claimed()) return finish_discarded();
     outcome<U> out = [&] {
       if constexpr (std::is_void_v<T>) {
-        if (upstream_ == nullptr) return handler_(result<void>());
+        if (upstream_ == nullptr) return handler_.get()(result<void>());
       }
-      return handler_(upstream_->take_result());
+      return handler_.get()(upstream_->take_result());
     }();
+    handler_.drop();
     if (out.index() == 1) return wait_on(std::get<1>(std::move(out)));
     return finish(std::get<0>(std::move(out)));
   }
@@ -275,7 +303,7 @@ class link final : public state<U>, public link_task<Scheduled> {
   state<T>* upstream_;
   state<U>* inner_ = nullptr;
   std::atomic<state_base*> awaited_{nullptr};
-  [[no_unique_address]] Handler handler_;
+  [[no_unique_address]] droppable<Handler> handler_;
 };
 
 }  // namespace anydefer::detail

@@ -1,0 +1,317 @@
+// Cancellation, Twisted's model: a canceller runs once and may fire the deferred; otherwise the deferred fails with
+// cancelled_error. Cancelling a deferred that waits on another cancels that one instead.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "anydefer/deferred.hpp"
+
+namespace {
+
+using anydefer::already_called_error;
+using anydefer::cancelled_error;
+using anydefer::deferred;
+using anydefer::failure;
+
+// --- a root with a canceller --------------------------------------------------------------------------------
+
+TEST(DeferredCancelTest, CancelCallsCancellerWithTheDeferred) {
+  int calls = 0;
+  bool got_the_deferred = false;
+  deferred<int> d([&](deferred<int>& self) {
+    ++calls;
+    got_the_deferred = self.valid() && !self.fired();
+  });
+
+  d.cancel();
+
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(got_the_deferred);
+}
+
+TEST(DeferredCancelTest, CancellerRunsOnlyOnce) {
+  int calls = 0;
+  deferred<int> d([&](deferred<int>&) { ++calls; });
+
+  d.cancel();
+  d.cancel();
+
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(DeferredCancelTest, CancellerThatFiresWithValueKeepsThatValue) {
+  deferred<int> d([](deferred<int>& self) { self.callback(-1); });
+
+  d.cancel();
+
+  EXPECT_EQ(d.get(), -1);
+}
+
+TEST(DeferredCancelTest, CancellerThatFiresWithFailureKeepsThatFailure) {
+  deferred<int> d([](deferred<int>& self) { self.errback(std::out_of_range("from canceller")); });
+
+  d.cancel();
+
+  EXPECT_THROW(d.get(), std::out_of_range);
+}
+
+TEST(DeferredCancelTest, CancellerThatDoesNotFireFailsWithCancelledError) {
+  deferred<int> d([](deferred<int>&) {});
+
+  d.cancel();
+
+  EXPECT_THROW(d.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, ThrowingCancellerFailsTheDeferredWithWhatItThrew) {
+  deferred<int> d([](deferred<int>&) { throw std::out_of_range("canceller threw"); });
+
+  EXPECT_NO_THROW(d.cancel());
+
+  EXPECT_THROW(d.get(), std::out_of_range);
+}
+
+TEST(DeferredCancelTest, LateCallbackAfterCancelWithCancellerThrowsAlreadyCalled) {
+  deferred<int> d([](deferred<int>&) {});
+  d.cancel();
+
+  EXPECT_THROW(d.callback(1), already_called_error);
+  EXPECT_THROW(d.callback(2), already_called_error);
+}
+
+TEST(DeferredCancelTest, LateErrbackAfterCancelWithCancellerThrowsAlreadyCalled) {
+  deferred<int> d([](deferred<int>&) {});
+  d.cancel();
+
+  EXPECT_THROW(d.errback(std::runtime_error("late")), already_called_error);
+}
+
+TEST(DeferredCancelTest, LateCallbackAfterCancellerFiredThrowsAlreadyCalled) {
+  deferred<int> d([](deferred<int>& self) { self.callback(-1); });
+  d.cancel();
+
+  EXPECT_THROW(d.callback(1), already_called_error);
+  EXPECT_EQ(d.get(), -1);
+}
+
+TEST(DeferredCancelTest, CancelAfterFiringDoesNotCallCanceller) {
+  int calls = 0;
+  deferred<int> d([&](deferred<int>&) { ++calls; });
+  d.callback(3);
+
+  d.cancel();
+
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(d.get(), 3);
+}
+
+TEST(DeferredCancelTest, CancelledErrorReachesErrback) {
+  deferred<int> d([](deferred<int>&) {});
+  bool cancelled = false;
+  d.add_errback([&](failure f) {
+    cancelled = f.check<cancelled_error>();
+    return 0;
+  });
+
+  d.cancel();
+
+  EXPECT_TRUE(cancelled);
+}
+
+// --- a root without a canceller -----------------------------------------------------------------------------
+
+TEST(DeferredCancelTest, CancelWithoutCancellerFailsWithCancelledError) {
+  deferred<int> d;
+
+  d.cancel();
+
+  EXPECT_THROW(d.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, FirstLateCallbackAfterCancelWithoutCancellerIsSwallowed) {
+  deferred<int> d;
+  d.cancel();
+
+  EXPECT_NO_THROW(d.callback(1));
+
+  EXPECT_THROW(d.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, FirstLateErrbackAfterCancelWithoutCancellerIsSwallowed) {
+  deferred<int> d;
+  d.cancel();
+
+  EXPECT_NO_THROW(d.errback(std::runtime_error("late")));
+
+  EXPECT_THROW(d.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, SecondLateFireAfterCancelWithoutCancellerThrowsAlreadyCalled) {
+  deferred<int> d;
+  d.cancel();
+  d.callback(1);
+
+  EXPECT_THROW(d.callback(2), already_called_error);
+}
+
+TEST(DeferredCancelTest, SecondCancelDoesNotSwallowAnotherLateFire) {
+  deferred<int> d;
+  d.cancel();
+  d.cancel();
+  d.callback(1);
+
+  EXPECT_THROW(d.errback(std::runtime_error("second late fire")), already_called_error);
+}
+
+TEST(DeferredCancelTest, CancelAfterFiringIsANoOp) {
+  deferred<int> d;
+  d.callback(4);
+
+  d.cancel();
+
+  EXPECT_EQ(d.get(), 4);
+}
+
+TEST(DeferredCancelTest, CancelAfterFiringDoesNotSwallowALaterFire) {
+  deferred<int> d;
+  d.callback(4);
+  d.cancel();
+
+  EXPECT_THROW(d.callback(5), already_called_error);
+}
+
+TEST(DeferredCancelTest, CancelOfSucceedIsANoOp) {
+  auto d = anydefer::succeed(6);
+
+  d.cancel();
+
+  EXPECT_EQ(d.get(), 6);
+}
+
+// --- cancelling links ---------------------------------------------------------------------------------------
+
+TEST(DeferredCancelTest, CancellingLinkCancelsItsUnfiredUpstream) {
+  int calls = 0;
+  deferred<int> root([&](deferred<int>&) { ++calls; });
+  auto link = root.add_callback([](int v) { return v; });
+
+  link.cancel();
+
+  EXPECT_EQ(calls, 1);
+  EXPECT_THROW(link.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, CancellingLinkWithoutCancellerFailsTheRoot) {
+  deferred<int> root;
+  bool callback_ran = false;
+  auto link = root.add_callback([&](int v) {
+    callback_ran = true;
+    return v;
+  });
+
+  link.cancel();
+
+  EXPECT_FALSE(callback_ran);
+  EXPECT_THROW(link.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, CancelledErrorFromUpstreamMayBeRecoveredByLinksErrback) {
+  deferred<int> root;
+  auto link = root.add_errback([](failure f) {
+    f.trap<cancelled_error>();
+    return 7;
+  });
+
+  link.cancel();
+
+  EXPECT_EQ(link.get(), 7);
+}
+
+TEST(DeferredCancelTest, CancellerResultFlowsThroughTheLink) {
+  deferred<int> root([](deferred<int>& self) { self.callback(20); });
+  auto link = root.add_callback([](int v) { return v + 1; });
+
+  link.cancel();
+
+  EXPECT_EQ(link.get(), 21);
+}
+
+TEST(DeferredCancelTest, CancellingLinkWaitingOnInnerCancelsTheInner) {
+  int inner_cancels = 0;
+  int root_cancels = 0;
+  deferred<int> inner([&](deferred<int>&) { ++inner_cancels; });
+  deferred<int> root([&](deferred<int>&) { ++root_cancels; });
+  auto link = root.add_callback([inner](int) { return inner; });
+  root.callback(1);
+
+  link.cancel();
+
+  EXPECT_EQ(inner_cancels, 1);
+  EXPECT_EQ(root_cancels, 0);
+  EXPECT_THROW(link.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, CancellingLinkWaitingOnInnerTakesInnersCancellerResult) {
+  deferred<int> inner([](deferred<int>& self) { self.callback(55); });
+  deferred<int> root;
+  auto link = root.add_callback([inner](int) { return inner; });
+  root.callback(1);
+
+  link.cancel();
+
+  EXPECT_EQ(link.get(), 55);
+}
+
+TEST(DeferredCancelTest, CancellingLinkWaitingOnInnerWithoutCancellerFailsInner) {
+  deferred<int> inner;
+  deferred<int> root;
+  auto link = root.add_callback([inner](int) { return inner; });
+  root.callback(1);
+
+  link.cancel();
+
+  EXPECT_THROW(link.get(), cancelled_error);
+  EXPECT_NO_THROW(inner.callback(9));  // the producer's first late fire is swallowed
+}
+
+TEST(DeferredCancelTest, CancellingFarEndOfChainReachesTheRoot) {
+  int calls = 0;
+  deferred<int> root([&](deferred<int>&) { ++calls; });
+  deferred<int> end = root;
+  for (int i = 0; i < 10; ++i) end = end.add_callback([](int v) { return v + 1; });
+
+  end.cancel();
+
+  EXPECT_EQ(calls, 1);
+  EXPECT_THROW(end.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, CancellingFarEndReachesInnerDeferredInTheMiddle) {
+  int inner_cancels = 0;
+  deferred<int> inner([&](deferred<int>&) { ++inner_cancels; });
+  deferred<int> root;
+  deferred<int> end = root.add_callback([inner](int) { return inner; });
+  for (int i = 0; i < 5; ++i) end = end.add_callback([](int v) { return v + 1; });
+  root.callback(1);
+
+  end.cancel();
+
+  EXPECT_EQ(inner_cancels, 1);
+  EXPECT_THROW(end.get(), cancelled_error);
+}
+
+TEST(DeferredCancelTest, CancellingFiredLinkIsANoOp) {
+  int calls = 0;
+  deferred<int> root([&](deferred<int>&) { ++calls; });
+  auto link = root.add_callback([](int v) { return v * 3; });
+  root.callback(2);
+
+  link.cancel();
+
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(link.get(), 6);
+}
+
+}  // namespace

@@ -1,0 +1,369 @@
+// Links scheduled on an executor run when the executor runs their task, not before; a rejected task fails its link
+// and the chain carries that failure; submit() runs a function on an executor and returns its outcome.
+#include <gtest/gtest.h>
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+#include "anydefer/deferred.hpp"
+
+namespace {
+
+using anydefer::deferred;
+using anydefer::failure;
+
+// Queues tasks on their intrusive `next` field; run_all() runs them in order on the calling thread. Like any
+// executor it runs every task it accepted, at the latest when destroyed: declare what the tasks use before it.
+class manual_executor {
+ public:
+  manual_executor() = default;
+  manual_executor(const manual_executor&) = delete;
+  manual_executor& operator=(const manual_executor&) = delete;
+  ~manual_executor() { run_all(); }
+
+  void execute(anydefer::task& t) noexcept {
+    t.next = nullptr;
+    if (tail_ != nullptr) {
+      tail_->next = &t;
+    } else {
+      head_ = &t;
+    }
+    tail_ = &t;
+    ++queued_;
+  }
+  int run_all() noexcept {
+    int ran = 0;
+    while (head_ != nullptr) {
+      anydefer::task* t = head_;
+      head_ = t->next;
+      if (head_ == nullptr) tail_ = nullptr;
+      t->run();  // `t` may be gone once run() returns
+      ++ran;
+    }
+    return ran;
+  }
+  void reject_all(std::exception_ptr why) noexcept {
+    while (head_ != nullptr) {
+      anydefer::task* t = head_;
+      head_ = t->next;
+      if (head_ == nullptr) tail_ = nullptr;
+      t->reject(why);
+    }
+  }
+  int queued() const noexcept { return queued_; }
+
+ private:
+  anydefer::task* head_ = nullptr;
+  anydefer::task* tail_ = nullptr;
+  int queued_ = 0;
+};
+
+// Runs every task before execute() returns.
+struct inline_test_executor {
+  void execute(anydefer::task& t) noexcept { t.run(); }
+};
+
+// Refuses every task, inline, as a stopped executor does.
+struct rejecting_executor {
+  void execute(anydefer::task& t) noexcept { t.reject(std::make_exception_ptr(anydefer::executor_stopped_error{})); }
+};
+
+static_assert(anydefer::executor<manual_executor>);
+static_assert(anydefer::executor<inline_test_executor>);
+static_assert(anydefer::executor<rejecting_executor>);
+
+TEST(DeferredExecutorTest, ScheduledCallbackDoesNotRunWhenFired) {
+  bool ran = false;
+  manual_executor ex;
+  deferred<int> d;
+  d.add_callback(ex, [&](int) { ran = true; });
+
+  d.callback(1);
+
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(ex.queued(), 1);
+}
+
+TEST(DeferredExecutorTest, ScheduledCallbackRunsWhenExecutorRunsTask) {
+  manual_executor ex;
+  deferred<int> d;
+  int seen = 0;
+  d.add_callback(ex, [&](int v) { seen = v; });
+  d.callback(5);
+
+  ex.run_all();
+
+  EXPECT_EQ(seen, 5);
+}
+
+TEST(DeferredExecutorTest, ScheduledLinkFiresAfterTaskRuns) {
+  manual_executor ex;
+  deferred<int> d;
+  auto next = d.add_callback(ex, [](int v) { return v + 1; });
+  d.callback(1);
+  EXPECT_FALSE(next.fired());
+
+  ex.run_all();
+
+  EXPECT_EQ(next.get(), 2);
+}
+
+TEST(DeferredExecutorTest, ScheduledLinkAddedAfterFiringIsQueuedNotRun) {
+  bool ran = false;
+  manual_executor ex;
+  deferred<int> d;
+  d.callback(3);
+
+  d.add_callback(ex, [&](int) { ran = true; });
+
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(ex.queued(), 1);
+}
+
+TEST(DeferredExecutorTest, ScheduledErrbackRunsOnExecutor) {
+  manual_executor ex;
+  deferred<int> d;
+  std::string seen;
+  d.add_errback(ex, [&](failure f) {
+    seen = f.what();
+    return 0;
+  });
+  d.errback(std::runtime_error("scheduled"));
+  EXPECT_TRUE(seen.empty());
+
+  ex.run_all();
+
+  EXPECT_EQ(seen, "scheduled");
+}
+
+TEST(DeferredExecutorTest, InlineLinksAfterScheduledLinkRunInsideTheTask) {
+  manual_executor ex;
+  deferred<int> d;
+  int seen = 0;
+  d.add_callback(ex, [](int v) { return v * 2; }).add_callback([&](int v) { seen = v; });
+  d.callback(4);
+  EXPECT_EQ(seen, 0);
+
+  ex.run_all();
+
+  EXPECT_EQ(seen, 8);
+}
+
+TEST(DeferredExecutorTest, InlineExecutorRunsCallbackWhenFired) {
+  inline_test_executor ex;
+  deferred<int> d;
+  int seen = 0;
+  d.add_callback(ex, [](int v) { return v + 1; }).add_callback([&](int v) { seen = v; });
+
+  d.callback(1);
+
+  EXPECT_EQ(seen, 2);
+}
+
+TEST(DeferredExecutorTest, InlineExecutorChainOfScheduledLinksCompletes) {
+  inline_test_executor ex;
+  deferred<int> d;
+  deferred<int> end = d;
+  for (int i = 0; i < 1000; ++i) end = end.add_callback(ex, [](int v) { return v + 1; });
+
+  d.callback(0);
+
+  EXPECT_EQ(end.get(), 1000);
+}
+
+TEST(DeferredExecutorTest, RejectedTaskFailsLinkWithExecutorStopped) {
+  rejecting_executor ex;
+  deferred<int> d;
+  bool ran = false;
+  auto next = d.add_callback(ex, [&](int v) {
+    ran = true;
+    return v;
+  });
+
+  d.callback(1);
+
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(next.get(), anydefer::executor_stopped_error);
+}
+
+TEST(DeferredExecutorTest, ChainContinuesWithRejectionFailure) {
+  rejecting_executor ex;
+  deferred<int> d;
+  bool stopped = false;
+  auto end = d.add_callback(ex, [](int v) { return v; }).add_errback([&](failure f) {
+    stopped = f.check<anydefer::executor_stopped_error>();
+    return -1;
+  });
+
+  d.callback(1);
+
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(end.get(), -1);
+}
+
+TEST(DeferredExecutorTest, TaskRejectedLaterFailsLinkWithTheGivenError) {
+  manual_executor ex;
+  deferred<int> d;
+  bool ran = false;
+  auto next = d.add_callback(ex, [&](int v) {
+    ran = true;
+    return v;
+  });
+  d.callback(1);
+
+  ex.reject_all(std::make_exception_ptr(anydefer::executor_stopped_error("shutting down")));
+
+  EXPECT_FALSE(ran);
+  try {
+    next.get();
+    FAIL() << "get() returned a value";
+  } catch (const anydefer::executor_stopped_error& e) {
+    EXPECT_STREQ(e.what(), "shutting down");
+  }
+}
+
+TEST(DeferredExecutorTest, RejectedErrbackStillFailsWithExecutorStopped) {
+  rejecting_executor ex;
+  deferred<int> d;
+  auto next = d.add_errback(ex, [](failure) { return 0; });
+
+  d.errback(std::runtime_error("original"));
+
+  EXPECT_THROW(next.get(), anydefer::executor_stopped_error);
+}
+
+TEST(DeferredExecutorTest, ScheduledAddCallbacksRunsOneSide) {
+  manual_executor ex;
+  deferred<int> d;
+  auto next = d.add_callbacks(
+      ex, [](int v) { return v; }, [](failure) { return -5; });
+  d.errback(std::runtime_error("x"));
+
+  ex.run_all();
+
+  EXPECT_EQ(next.get(), -5);
+}
+
+TEST(DeferredExecutorTest, ScheduledAddBothRunsOnExecutor) {
+  manual_executor ex;
+  deferred<int> d;
+  auto next = d.add_both(ex, [](anydefer::result<int>&& r) { return r.has_value(); });
+  d.callback(1);
+  EXPECT_FALSE(next.fired());
+
+  ex.run_all();
+
+  EXPECT_TRUE(next.get());
+}
+
+TEST(DeferredExecutorTest, CancellingQueuedLinkFailsItAndSkipsTheCallback) {
+  manual_executor ex;
+  deferred<int> d;
+  bool ran = false;
+  auto next = d.add_callback(ex, [&](int v) {
+    ran = true;
+    return v;
+  });
+  d.callback(1);
+
+  next.cancel();
+  ex.run_all();
+
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(next.get(), anydefer::cancelled_error);
+}
+
+// --- submit -------------------------------------------------------------------------------------------------
+
+TEST(SubmitTest, RunsFunctionOnlyWhenExecutorRunsIt) {
+  bool ran = false;
+  manual_executor ex;
+
+  auto d = anydefer::submit(ex, [&] {
+    ran = true;
+    return 1;
+  });
+
+  EXPECT_FALSE(ran);
+  EXPECT_FALSE(d.fired());
+}
+
+TEST(SubmitTest, ReturnsDeferredOfFunctionsResult) {
+  manual_executor ex;
+  auto d = anydefer::submit(ex, [] { return std::string("computed"); });
+
+  ex.run_all();
+
+  EXPECT_EQ(d.get(), "computed");
+}
+
+TEST(SubmitTest, ThrowingFunctionFailsTheDeferred) {
+  manual_executor ex;
+  auto d = anydefer::submit(ex, []() -> int { throw std::out_of_range("submitted"); });
+
+  ex.run_all();
+
+  EXPECT_THROW(d.get(), std::out_of_range);
+}
+
+TEST(SubmitTest, VoidFunctionGivesVoidDeferred) {
+  manual_executor ex;
+  bool ran = false;
+  deferred<void> d = anydefer::submit(ex, [&] { ran = true; });
+
+  ex.run_all();
+
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(d.fired());
+}
+
+TEST(SubmitTest, FunctionReturningDeferredGivesItsOutcome) {
+  manual_executor ex;
+  deferred<int> inner;
+  auto d = anydefer::submit(ex, [inner] { return inner; });
+  ex.run_all();
+  EXPECT_FALSE(d.fired());
+
+  inner.callback(17);
+
+  EXPECT_EQ(d.get(), 17);
+}
+
+TEST(SubmitTest, InlineExecutorRunsAtOnce) {
+  inline_test_executor ex;
+
+  auto d = anydefer::submit(ex, [] { return 3; });
+
+  EXPECT_EQ(d.get(), 3);
+}
+
+TEST(SubmitTest, RejectingExecutorFailsWithExecutorStopped) {
+  rejecting_executor ex;
+  bool ran = false;
+
+  auto d = anydefer::submit(ex, [&] {
+    ran = true;
+    return 0;
+  });
+
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(d.get(), anydefer::executor_stopped_error);
+}
+
+TEST(SubmitTest, CancelBeforeRunSkipsTheFunction) {
+  manual_executor ex;
+  bool ran = false;
+  auto d = anydefer::submit(ex, [&] {
+    ran = true;
+    return 0;
+  });
+
+  d.cancel();
+  ex.run_all();
+
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(d.get(), anydefer::cancelled_error);
+}
+
+}  // namespace

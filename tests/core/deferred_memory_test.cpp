@@ -1,0 +1,295 @@
+// The allocation budget: one allocation per deferred state, none to fire, none to run a link on an executor. This
+// file replaces the global operator new/delete of the test binary with counting ones that count only on a thread
+// that asked them to, between start and stop.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "anydefer/deferred.hpp"
+
+namespace {
+
+thread_local bool counting = false;
+thread_local long allocations = 0;
+thread_local long deallocations = 0;
+
+void* counted_allocate(std::size_t size, std::size_t alignment) {
+  if (counting) ++allocations;
+  if (size == 0) size = 1;
+  void* p = alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__
+                ? std::malloc(size)
+                : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void counted_free(void* p) noexcept {
+  if (p == nullptr) return;
+  if (counting) ++deallocations;
+  std::free(p);
+}
+
+}  // namespace
+
+// NOLINTBEGIN(misc-new-delete-overloads): every replaceable form is replaced.
+void* operator new(std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+void* operator new[](std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+void* operator new(std::size_t size, std::align_val_t al) {
+  return counted_allocate(size, static_cast<std::size_t>(al));
+}
+void* operator new[](std::size_t size, std::align_val_t al) {
+  return counted_allocate(size, static_cast<std::size_t>(al));
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept { counted_free(p); }
+void operator delete[](void* p) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+// NOLINTEND(misc-new-delete-overloads)
+
+namespace {
+
+using anydefer::deferred;
+
+// Counts this thread's allocations from construction until stop().
+class allocation_counter {
+ public:
+  allocation_counter() {
+    allocations = 0;
+    deallocations = 0;
+    counting = true;
+  }
+  ~allocation_counter() { counting = false; }
+  allocation_counter(const allocation_counter&) = delete;
+  allocation_counter& operator=(const allocation_counter&) = delete;
+
+  long allocated() const { return allocations; }
+  long freed() const { return deallocations; }
+  void stop() { counting = false; }
+};
+
+// Queues tasks on their intrusive `next` field; never allocates.
+class manual_executor {
+ public:
+  void execute(anydefer::task& t) noexcept {
+    t.next = head_;
+    head_ = &t;
+  }
+  void run_all() noexcept {
+    while (head_ != nullptr) {
+      anydefer::task* t = head_;
+      head_ = t->next;
+      t->run();
+    }
+  }
+
+ private:
+  anydefer::task* head_ = nullptr;
+};
+
+TEST(DeferredMemoryTest, HandleIsOnePointer) { EXPECT_EQ(sizeof(deferred<int>), sizeof(void*)); }
+
+TEST(DeferredMemoryTest, RootStateFitsInOneCacheLine) { EXPECT_LE(sizeof(anydefer::detail::root_state<int>), 64U); }
+
+TEST(DeferredMemoryTest, CountingAllocatorSeesAllocations) {
+  // Guards the tests below: a counter that never counts would make every budget pass.
+  allocation_counter counter;
+
+  int* p = new int(1);
+  delete p;
+
+  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.freed(), 1);
+}
+
+TEST(DeferredMemoryTest, NewDeferredAllocatesOnce) {
+  allocation_counter counter;
+
+  {
+    deferred<int> d;
+    counter.stop();
+    EXPECT_EQ(counter.allocated(), 1);
+  }
+}
+
+TEST(DeferredMemoryTest, CopyingAHandleDoesNotAllocate) {
+  deferred<int> d;
+  allocation_counter counter;
+
+  deferred<int> copy = d;
+  deferred<int> moved = std::move(copy);
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 0);
+}
+
+TEST(DeferredMemoryTest, AddCallbackAllocatesOnce) {
+  deferred<int> d;
+  int a = 0;
+  int b = 0;
+  int c = 0;
+  int* pa = &a;
+  int* pb = &b;
+  int* pc = &c;
+  allocation_counter counter;
+
+  auto next = d.add_callback([pa, pb, pc](int v) { return v + *pa + *pb + *pc; });
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 1);
+}
+
+TEST(DeferredMemoryTest, EachAddCallbackAllocatesOnce) {
+  deferred<int> d;
+  int a = 0;
+  int b = 0;
+  int c = 0;
+  int* pa = &a;
+  int* pb = &b;
+  int* pc = &c;
+  deferred<int> end = d;
+  allocation_counter counter;
+
+  for (int i = 0; i < 10; ++i) end = end.add_callback([pa, pb, pc](int v) { return v + *pa + *pb + *pc; });
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 10);
+}
+
+TEST(DeferredMemoryTest, AddCallbackOnFiredDeferredAllocatesOnce) {
+  deferred<int> d;
+  d.callback(1);
+  allocation_counter counter;
+
+  auto next = d.add_callback([](int v) { return v + 1; });
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 1);
+}
+
+TEST(DeferredMemoryTest, FiringAChainDoesNotAllocate) {
+  deferred<int> d;
+  int sum = 0;
+  d.add_callback([](int v) { return v + 1; }).add_callback([](int v) { return v * 2; }).add_callback([&](int v) {
+    sum = v;
+  });
+  allocation_counter counter;
+
+  d.callback(1);
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 0);
+  EXPECT_EQ(sum, 4);
+}
+
+TEST(DeferredMemoryTest, ScheduledAddCallbackAllocatesOnlyTheLink) {
+  manual_executor ex;
+  deferred<int> d;
+  int seen = 0;
+  allocation_counter counter;
+
+  auto next = d.add_callback(ex, [&](int v) { seen = v; });
+  d.callback(3);
+  long after_scheduling = counter.allocated();
+  ex.run_all();
+
+  counter.stop();
+  EXPECT_EQ(after_scheduling, 1);
+  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(seen, 3);
+}
+
+TEST(DeferredMemoryTest, SubmitAllocatesOnce) {
+  manual_executor ex;
+  allocation_counter counter;
+
+  auto d = anydefer::submit(ex, [] { return 5; });
+  ex.run_all();
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(d.get(), 5);
+}
+
+TEST(DeferredMemoryTest, GetDoesNotAllocate) {
+  deferred<int> d;
+  d.callback(9);
+  allocation_counter counter;
+
+  int v = d.get();
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 0);
+  EXPECT_EQ(v, 9);
+}
+
+TEST(DeferredMemoryTest, SucceedAllocatesOnce) {
+  allocation_counter counter;
+
+  auto d = anydefer::succeed(1);
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 1);
+}
+
+TEST(DeferredMemoryTest, DroppingTheChainFreesEveryState) {
+  allocation_counter counter;
+
+  {
+    deferred<int> d;
+    d.add_callback([](int v) { return v; }).add_callback([](int v) { return v; });
+    d.callback(1);
+  }
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), 3);
+  EXPECT_EQ(counter.freed(), 3);
+}
+
+TEST(DeferredMemoryTest, LinkReleasesItsCallbackAfterItRuns) {
+  // Twisted pops a callback off the list before running it: what the callback captured is released once it ran,
+  // not when the whole chain goes.
+  auto captured = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = captured;
+  deferred<int> d;
+  auto next = d.add_callback([c = std::move(captured)](int v) { return v + *c; });
+
+  d.callback(1);
+
+  EXPECT_EQ(next.get(), 2);
+  EXPECT_TRUE(watch.expired()) << "the link still owns its callback (and its captures) after running it";
+}
+
+TEST(DeferredMemoryTest, DroppingUnfiredChainFreesEveryState) {
+  allocation_counter counter;
+
+  {
+    deferred<int> d;
+    d.add_callback([](int v) { return v; }).add_errback([](anydefer::failure) { return 0; });
+  }
+
+  counter.stop();
+  EXPECT_EQ(counter.allocated(), counter.freed());
+}
+
+}  // namespace

@@ -1,0 +1,556 @@
+// Races on one deferred, repeated: firing, continuing, cancelling and waiting from different threads released at
+// the same instant. Every round checks that the continuation ran exactly once with a coherent outcome; every test
+// checks that all it allocated was freed.
+//
+// ANYDEFER_STRESS_SCALE (a float, default 1) scales the number of rounds; sanitizer lanes use 0.1.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "anydefer/deferred.hpp"
+
+// --- counting operator new/delete: what a test allocates it must free --------------------------------------------
+namespace {
+
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+std::atomic<long> deallocations{0};
+
+void* counted_allocate(std::size_t size, std::size_t alignment) {
+  // relaxed: the totals are read after the counting threads were joined, which orders them.
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (size == 0) size = 1;
+  void* p = alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__
+                ? std::malloc(size)
+                : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void counted_free(void* p) noexcept {
+  if (p == nullptr) return;
+  if (counting.load(std::memory_order_relaxed)) deallocations.fetch_add(1, std::memory_order_relaxed);
+  std::free(p);
+}
+
+}  // namespace
+
+// NOLINTBEGIN(misc-new-delete-overloads): every replaceable form is replaced.
+void* operator new(std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+void* operator new[](std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+void* operator new(std::size_t size, std::align_val_t al) {
+  return counted_allocate(size, static_cast<std::size_t>(al));
+}
+void* operator new[](std::size_t size, std::align_val_t al) {
+  return counted_allocate(size, static_cast<std::size_t>(al));
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept { counted_free(p); }
+void operator delete[](void* p) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+// NOLINTEND(misc-new-delete-overloads)
+
+namespace {
+
+using anydefer::deferred;
+using anydefer::failure;
+using anydefer::result;
+
+long scaled_rounds(long base) {
+  double scale = 1.0;
+  if (const char* env = std::getenv("ANYDEFER_STRESS_SCALE")) scale = std::strtod(env, nullptr);
+  long rounds = static_cast<long>(static_cast<double>(base) * scale);
+  return rounds > 0 ? rounds : 1;
+}
+
+// Counts allocations from construction to finish(); the test then checks they were all freed.
+class leak_check {
+ public:
+  leak_check() {
+    allocations.store(0);
+    deallocations.store(0);
+    counting.store(true);
+  }
+  ~leak_check() { counting.store(false); }
+  leak_check(const leak_check&) = delete;
+  leak_check& operator=(const leak_check&) = delete;
+
+  void finish() { counting.store(false); }
+  long allocated() const { return allocations.load(); }
+  long freed() const { return deallocations.load(); }
+};
+
+// Releases `n` threads at once, repeatedly. Spins briefly, then yields: the machine may have fewer cores than
+// threads.
+class spin_barrier {
+ public:
+  explicit spin_barrier(unsigned n) : n_(n) {}
+
+  void arrive_and_wait() noexcept {
+    // acquire: a thread that sees the generation move on sees everything the others did before arriving.
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      // Reset before releasing the others: none of them can arrive again until it sees the new generation.
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+      if (spins > 64) std::this_thread::yield();
+    }
+  }
+
+ private:
+  const unsigned n_;
+  std::atomic<unsigned> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
+
+// Delays a thread by a varying few nanoseconds, so that over many rounds each side of a race gets to go first and
+// to land in the middle of the other's operation.
+void jitter(long round, std::size_t thread) noexcept {
+  std::uint64_t h = static_cast<std::uint64_t>(round) * 0x9E3779B97F4A7C15ULL + thread * 0xBF58476D1CE4E5B9ULL;
+  h ^= h >> 29;
+  for (std::uint64_t n = h % 200; n > 0; --n) std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+// Runs `rounds` rounds on one thread per action, the same threads throughout. In each round `prepare(round)` runs
+// alone, then every action runs at once on its own thread, then `check(round)` runs alone.
+void run_rounds(long rounds, const std::function<void(long)>& prepare,
+                const std::vector<std::function<void()>>& actions, const std::function<void(long)>& check) {
+  spin_barrier barrier(static_cast<unsigned>(actions.size()));
+  std::vector<std::thread> threads;
+  threads.reserve(actions.size());
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      for (long r = 0; r < rounds; ++r) {
+        if (i == 0) prepare(r);
+        barrier.arrive_and_wait();
+        jitter(r, i);
+        actions[i]();
+        barrier.arrive_and_wait();
+        if (i == 0) check(r);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+TEST(DeferredRaceTest, FireRacingContinueRunsContinuationExactlyOnce) {
+  const long rounds = scaled_rounds(1'000'000);
+  std::atomic<long> continuations{0};
+  std::atomic<long> run_by_consumer{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> consumer;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        producer = d;
+        consumer = std::move(d);
+      },
+      {[&] {
+         producer->callback(1);
+         producer.reset();
+       },
+       [&] {
+         const std::thread::id me = std::this_thread::get_id();
+         consumer->add_callback([&, me](int v) {
+           continuations.fetch_add(v, std::memory_order_relaxed);
+           if (std::this_thread::get_id() == me) run_by_consumer.fetch_add(1, std::memory_order_relaxed);
+         });
+         consumer.reset();
+       }},
+      [&](long r) {
+        // Both sides are done: whichever came second ran the continuation, exactly once.
+        if (continuations.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.finish();
+  std::printf("continuation run by the consumer in %ld of %ld rounds, by the producer in the rest\n",
+              run_by_consumer.load(), rounds);
+
+  EXPECT_EQ(continuations.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingScheduledContinueRunsContinuationExactlyOnce) {
+  struct inline_executor {
+    void execute(anydefer::task& t) noexcept { t.run(); }
+  } ex;
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> continuations{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> consumer;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        producer = d;
+        consumer = std::move(d);
+      },
+      {[&] {
+         producer->callback(1);
+         producer.reset();
+       },
+       [&] {
+         consumer->add_callback(ex, [&](int v) { continuations.fetch_add(v, std::memory_order_relaxed); });
+         consumer.reset();
+       }},
+      [&](long r) {
+        if (continuations.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.finish();
+
+  EXPECT_EQ(continuations.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, ContinuationSeesWritesMadeBeforeFire) {
+  const long rounds = scaled_rounds(300'000);
+  long payload = 0;  // plain memory, published by callback()
+  long stale_reads = 0;
+  std::atomic<long> continuations{0};
+  std::optional<deferred<void>> producer;
+  std::optional<deferred<void>> consumer;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<void> d;
+        producer = d;
+        consumer = std::move(d);
+      },
+      {[&] {
+         payload = payload + 1;
+         producer->callback();
+         producer.reset();
+       },
+       [&] {
+         long expected = continuations.load(std::memory_order_relaxed) + 1;
+         consumer->add_callback([&, expected] {
+           if (payload != expected) ++stale_reads;
+           continuations.fetch_add(1, std::memory_order_relaxed);
+         });
+         consumer.reset();
+       }},
+      [](long) {});
+  leaks.finish();
+
+  EXPECT_EQ(continuations.load(), rounds);
+  EXPECT_EQ(stale_reads, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingCancelAndContinueGivesOneCoherentOutcome) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> values{0};
+  std::atomic<long> cancellations{0};
+  std::atomic<long> surprises{0};
+  long incoherent_rounds = 0;
+  long late_fires_not_rejected = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> consumer;
+  std::optional<deferred<int>> canceller;
+  std::optional<deferred<int>> after_round;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        producer = d;
+        canceller = d;
+        after_round = d;
+        consumer = std::move(d);
+      },
+      {[&] {
+         try {
+           producer->callback(42);  // never throws: if the cancel won, this first late fire is swallowed
+         } catch (...) {
+           surprises.fetch_add(1, std::memory_order_relaxed);
+         }
+         producer.reset();
+       },
+       [&] {
+         consumer->add_both([&](result<int>&& r) {
+           if (r.has_value() && r.value() == 42) {
+             values.fetch_add(1, std::memory_order_relaxed);
+           } else if (r.has_failure() && r.error().check<anydefer::cancelled_error>()) {
+             cancellations.fetch_add(1, std::memory_order_relaxed);
+           } else {
+             surprises.fetch_add(1, std::memory_order_relaxed);
+           }
+         });
+         consumer.reset();
+       },
+       [&] {
+         canceller->cancel();
+         canceller.reset();
+       }},
+      [&](long r) {
+        if (values.load(std::memory_order_relaxed) + cancellations.load(std::memory_order_relaxed) != r + 1) {
+          ++incoherent_rounds;
+        }
+        // Whoever won, the one swallowed fire (if any) is used up: another fire is always refused.
+        try {
+          after_round->callback(0);
+          ++late_fires_not_rejected;
+        } catch (const anydefer::already_called_error&) {
+        }
+        after_round.reset();
+      });
+  leaks.finish();
+
+  std::printf("fire won %ld rounds, cancel won %ld\n", values.load(), cancellations.load());
+
+  EXPECT_EQ(values.load() + cancellations.load(), rounds);
+  EXPECT_EQ(surprises.load(), 0);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(late_fires_not_rejected, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingCancellerThatFiresKeepsExactlyOneResult) {
+  const long rounds = scaled_rounds(300'000);
+  long incoherent_rounds = 0;
+  std::atomic<long> continuations{0};
+  std::atomic<int> seen{0};
+  std::atomic<bool> producer_refused{false};
+  long canceller_won = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> consumer;
+  std::optional<deferred<int>> canceller;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d([](deferred<int>& self) {
+          try {
+            self.callback(-1);
+          } catch (const anydefer::already_called_error&) {
+            // the producer fired first
+          }
+        });
+        seen.store(0, std::memory_order_relaxed);
+        producer_refused.store(false, std::memory_order_relaxed);
+        producer = d;
+        canceller = d;
+        consumer = std::move(d);
+      },
+      {[&] {
+         try {
+           producer->callback(42);
+         } catch (const anydefer::already_called_error&) {
+           producer_refused.store(true, std::memory_order_relaxed);
+         }
+         producer.reset();
+       },
+       [&] {
+         consumer->add_callback([&](int v) {
+           seen.store(v, std::memory_order_relaxed);
+           continuations.fetch_add(1, std::memory_order_relaxed);
+         });
+         consumer.reset();
+       },
+       [&] {
+         canceller->cancel();
+         canceller.reset();
+       }},
+      [&](long r) {
+        // The producer's fire is refused exactly when the canceller's value won.
+        int v = seen.load(std::memory_order_relaxed);
+        bool refused = producer_refused.load(std::memory_order_relaxed);
+        if (refused) ++canceller_won;
+        bool coherent = continuations.load(std::memory_order_relaxed) == r + 1 && (refused ? v == -1 : v == 42);
+        if (!coherent) ++incoherent_rounds;
+      });
+  leaks.finish();
+
+  std::printf("canceller won %ld of %ld rounds\n", canceller_won, rounds);
+
+  EXPECT_EQ(continuations.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> outcomes{0};
+  std::atomic<long> surprises{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> link;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        deferred<int> l = d.add_callback([](int v) { return v + 1; });
+        l.add_both([&](result<int>&& r) {
+          bool expected =
+              (r.has_value() && r.value() == 2) || (r.has_failure() && r.error().check<anydefer::cancelled_error>());
+          if (!expected) surprises.fetch_add(1, std::memory_order_relaxed);
+          outcomes.fetch_add(1, std::memory_order_relaxed);
+        });
+        root = std::move(d);
+        link = std::move(l);
+      },
+      {[&] {
+         try {
+           root->callback(1);  // never throws: a cancel that reached the root first swallows it
+         } catch (...) {
+           surprises.fetch_add(1, std::memory_order_relaxed);
+         }
+         root.reset();
+       },
+       [&] {
+         link->cancel();
+         link.reset();
+       }},
+      [&](long r) {
+        if (outcomes.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.finish();
+
+  EXPECT_EQ(outcomes.load(), rounds);
+  EXPECT_EQ(surprises.load(), 0);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
+  const long rounds = scaled_rounds(300'000);
+  long wrong_values = 0;
+  std::optional<deferred<long>> producer;
+  std::optional<deferred<long>> waiter;
+  long round = 0;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long r) {
+        deferred<long> d;
+        round = r;
+        producer = d;
+        waiter = std::move(d);
+      },
+      {[&] {
+         producer->callback(round);
+         producer.reset();
+       },
+       [&] {
+         if (waiter->get() != round) ++wrong_values;
+         waiter.reset();
+       }},
+      [](long) {});
+  leaks.finish();
+
+  EXPECT_EQ(wrong_values, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, FireRacingWaitForWakesTheWaiter) {
+  const long rounds = scaled_rounds(100'000);
+  long timeouts = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> waiter;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        producer = d;
+        waiter = std::move(d);
+      },
+      {[&] {
+         producer->errback(std::runtime_error("fired"));
+         producer.reset();
+       },
+       [&] {
+         if (!waiter->wait_for(std::chrono::seconds(10))) ++timeouts;
+         waiter->add_errback([](failure) { return 0; });
+         waiter.reset();
+       }},
+      [](long) {});
+  leaks.finish();
+
+  EXPECT_EQ(timeouts, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+TEST(DeferredRaceTest, DroppingLastProducerHandleRacingContinueBreaksTheChainOnce) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> broken{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> producer;
+  std::optional<deferred<int>> consumer;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        producer = d;
+        consumer = std::move(d);
+      },
+      {[&] { producer.reset(); },
+       [&] {
+         // Attaches before or after the other thread drops its handle; either way this handle is the last one
+         // and dropping it breaks the chain exactly once.
+         consumer->add_errback([&](failure f) {
+           if (f.check<anydefer::broken_deferred_error>()) broken.fetch_add(1, std::memory_order_relaxed);
+           return 0;
+         });
+         consumer.reset();
+       }},
+      [&](long r) {
+        if (broken.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.finish();
+
+  EXPECT_EQ(broken.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+}  // namespace
