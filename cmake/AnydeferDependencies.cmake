@@ -34,6 +34,13 @@ if(ANYDEFER_BUILD_TESTS)
   if(NOT TARGET GTest::gtest OR NOT TARGET GTest::gtest_main)
     anydefer_missing("GoogleTest" libgtest-dev)
   endif()
+
+  # Standalone Asio (header-only) for the interop tests (tests/interop) and the anydefer/asio/*.hpp headers they
+  # use. The library itself never needs it.
+  find_path(ANYDEFER_ASIO_INCLUDE_DIR NAMES asio.hpp DOC "Directory containing standalone asio.hpp")
+  if(NOT ANYDEFER_ASIO_INCLUDE_DIR)
+    anydefer_missing("standalone Asio (asio.hpp), needed by the interop tests," libasio-dev)
+  endif()
 endif()
 
 # --- needed by the benchmarks -----------------------------------------------------------------------------------
