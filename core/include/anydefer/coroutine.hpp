@@ -160,16 +160,16 @@ class awaiting_slot {
 template <class U>
 class deferred_awaiter final : public continuation {
  public:
-  // `owns_handle`: the awaiter took over a handle (co_await of an rvalue) and gives it up once attached, so that
-  // a producer dropping every handle of its own is still detected (broken_deferred_error).
-  deferred_awaiter(state<U>* s, bool owns_handle) noexcept : state_(s), owns_handle_(owns_handle && s != nullptr) {
-    if (state_ != nullptr) state_->add_ref();
-  }
+  // The state stays alive through a handle for as long as the awaiter reads it: the awaited lvalue's (the
+  // coroutine holds it across the suspension), or the one the awaiter took over from an rvalue (`owns_handle`).
+  // An owned handle is given up once attached, so that a producer dropping every handle of its own is still
+  // detected (broken_deferred_error); a reference replaces it then.
+  deferred_awaiter(state<U>* s, bool owns_handle) noexcept : state_(s), owns_handle_(owns_handle && s != nullptr) {}
   deferred_awaiter(const deferred_awaiter&) = delete;
   deferred_awaiter& operator=(const deferred_awaiter&) = delete;
   ~deferred_awaiter() {
     if (owns_handle_) state_->drop_handle();
-    if (state_ != nullptr) state_base::release(state_);
+    if (holds_ref_) state_base::release(state_);
   }
 
   // A fired deferred is consumed in await_resume, without suspending.
@@ -190,6 +190,10 @@ class deferred_awaiter final : public continuation {
     }
     state<U>* const s = state_;
     const bool drop_handle = std::exchange(owns_handle_, false);
+    if (drop_handle) {
+      s->add_ref();  // replaces the handle given up below, for await_resume and the destructor
+      holds_ref_ = true;
+    }
     switch (s->try_attach(this)) {
       case state_base::attach_result::attached:
         // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
@@ -203,7 +207,11 @@ class deferred_awaiter final : public continuation {
         already_continued_ = true;
         break;
     }
-    owns_handle_ = drop_handle;
+    if (drop_handle) {  // not suspending: keep the handle after all
+      owns_handle_ = true;
+      holds_ref_ = false;
+      state_base::release(s);
+    }
     if (slot_ != nullptr) slot_->end();
     return false;
   }
@@ -225,6 +233,7 @@ class deferred_awaiter final : public continuation {
  private:
   state<U>* state_;
   bool owns_handle_;
+  bool holds_ref_ = false;
   awaiting_slot* slot_ = nullptr;
   queued_resume resume_;
   bool attached_ = false;
