@@ -10,6 +10,7 @@
 //   scope.bytes();        // bytes requested from operator new on this thread since the scope began
 #pragma once
 
+#include <anydefer/detail/state_allocator.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -23,13 +24,20 @@ struct alloc_counts {
 };
 inline constinit thread_local alloc_counts this_thread_allocs{};
 
+// While a scope is alive anydefer's per-thread state cache is off, so every deferred state is a real heap
+// allocation: the counters show what a deferred costs the heap when no freed state can be reused (the budget
+// "one allocation per deferred"), not the amortised zero of a warm cache.
 class alloc_scope {
  public:
-  alloc_scope() noexcept : start_(this_thread_allocs) {}
+  alloc_scope() noexcept : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)), start_(this_thread_allocs) {}
+  ~alloc_scope() { anydefer::detail::set_state_cache_enabled(cache_was_on_); }
+  alloc_scope(const alloc_scope&) = delete;
+  alloc_scope& operator=(const alloc_scope&) = delete;
   std::uint64_t allocations() const noexcept { return this_thread_allocs.allocations - start_.allocations; }
   std::uint64_t bytes() const noexcept { return this_thread_allocs.bytes - start_.bytes; }
 
  private:
+  bool cache_was_on_;
   alloc_counts start_;
 };
 

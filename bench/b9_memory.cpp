@@ -40,8 +40,15 @@ std::int64_t vm_rss_bytes() {
 // --- BM_PendingDeferred --------------------------------------------------------------------------------------
 // Only the creation of the pending pair is counted; each pair is then fired and read, so that nothing is left
 // pending (an unfired anydefer chain whose handles all go fails as broken and reports it).
+// anydefer's per-thread state cache is off for the counter's lifetime, so each state is a real heap allocation
+// (what a pending deferred costs when no freed state can be reused).
 class creation_counter {
  public:
+  creation_counter() noexcept : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)) {}
+  ~creation_counter() { anydefer::detail::set_state_cache_enabled(cache_was_on_); }
+  creation_counter(const creation_counter&) = delete;
+  creation_counter& operator=(const creation_counter&) = delete;
+
   void begin() noexcept { start_ = bench::this_thread_allocs; }
   void end() noexcept {
     allocations_ += bench::this_thread_allocs.allocations - start_.allocations;
@@ -58,6 +65,7 @@ class creation_counter {
   }
 
  private:
+  bool cache_was_on_;
   bench::alloc_counts start_;
   std::uint64_t allocations_ = 0;
   std::uint64_t bytes_ = 0;

@@ -71,21 +71,28 @@ namespace {
 
 using anydefer::deferred;
 
-// Counts this thread's allocations from construction until stop().
+// Counts this thread's allocations from construction until stop(). anydefer's per-thread state cache is off
+// meanwhile, so that every state is a real heap allocation to count.
 class allocation_counter {
  public:
-  allocation_counter() {
+  allocation_counter() : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)) {
     allocations = 0;
     deallocations = 0;
     counting = true;
   }
-  ~allocation_counter() { counting = false; }
+  ~allocation_counter() {
+    counting = false;
+    anydefer::detail::set_state_cache_enabled(cache_was_on_);
+  }
   allocation_counter(const allocation_counter&) = delete;
   allocation_counter& operator=(const allocation_counter&) = delete;
 
   long allocated() const { return allocations; }
   long freed() const { return deallocations; }
   void stop() { counting = false; }
+
+ private:
+  bool cache_was_on_;
 };
 
 // Queues tasks on their intrusive `next` field; never allocates.

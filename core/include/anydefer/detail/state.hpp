@@ -42,6 +42,7 @@
 #include <utility>
 #include <variant>
 
+#include "anydefer/detail/state_allocator.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
@@ -102,6 +103,10 @@ class state_base : public continuation {
   };
 
   state_base(kind k, std::source_location created_at) noexcept : kind_(k), created_at_(created_at) {}
+
+  // States (and the frames of deferred coroutines, whose promise is a state) come from a per-thread cache.
+  static void* operator new(std::size_t size) { return allocate_state(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { deallocate_state(p, size); }
   state_base(const state_base&) = delete;
   state_base& operator=(const state_base&) = delete;
   virtual ~state_base() = default;

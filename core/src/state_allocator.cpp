@@ -1,0 +1,95 @@
+#include "anydefer/detail/state_allocator.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <new>
+
+namespace anydefer::detail {
+namespace {
+
+// Freed states are kept per thread, by size class, and handed out again before asking the global heap: a
+// deferred's state lives briefly and a server makes millions, so the allocation is most of the cost of a link.
+// Every cached block came from ::operator new with its class's size and goes back there eventually, so a block
+// may be freed on another thread than the one that made it (it then joins that thread's cache).
+constexpr std::size_t kGranule = 16;
+constexpr std::size_t kClasses = 16;             // 16 .. 256 bytes; larger states go straight to the heap
+constexpr std::size_t kMaxCachedPerClass = 256;  // bounds what one thread keeps: at most 256 * 136 B average
+
+struct free_block {
+  free_block* next;
+};
+
+struct thread_cache {
+  free_block* head[kClasses] = {};
+  std::size_t count[kClasses] = {};
+  ~thread_cache();
+};
+
+// Set once this thread's cache is destroyed: frees that come later (from other thread_local destructors) go to
+// the heap. Trivially destructible, so it is valid until the thread is gone.
+constinit thread_local bool cache_gone = false;
+std::atomic<bool> cache_enabled{true};  // relaxed: a test flips it while no state is being made
+thread_local thread_cache cache;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kCacheCompiledIn = false;
+#else
+constexpr bool kCacheCompiledIn = true;
+#endif
+
+bool use_cache() noexcept {
+  return kCacheCompiledIn && !cache_gone && cache_enabled.load(std::memory_order_relaxed);
+}
+
+thread_cache::~thread_cache() {
+  cache_gone = true;
+  for (std::size_t c = 0; c < kClasses; ++c) {
+    while (free_block* b = head[c]) {
+      head[c] = b->next;
+      ::operator delete(b, (c + 1) * kGranule);
+    }
+  }
+}
+
+constexpr std::size_t class_of(std::size_t size) noexcept { return (size + kGranule - 1) / kGranule - 1; }
+
+}  // namespace
+
+void* allocate_state(std::size_t size) {
+  const std::size_t c = class_of(size);
+  if (c < kClasses) {
+    if (use_cache()) {
+      thread_cache& tc = cache;
+      if (free_block* b = tc.head[c]) {
+        tc.head[c] = b->next;
+        --tc.count[c];
+        return b;
+      }
+    }
+    return ::operator new((c + 1) * kGranule);
+  }
+  return ::operator new(size);
+}
+
+void deallocate_state(void* p, std::size_t size) noexcept {
+  const std::size_t c = class_of(size);
+  if (c < kClasses) {
+    if (use_cache()) {
+      thread_cache& tc = cache;
+      if (tc.count[c] < kMaxCachedPerClass) {
+        tc.head[c] = new (p) free_block{tc.head[c]};
+        ++tc.count[c];
+        return;
+      }
+    }
+    ::operator delete(p, (c + 1) * kGranule);
+    return;
+  }
+  ::operator delete(p, size);
+}
+
+bool set_state_cache_enabled(bool enabled) noexcept {
+  return cache_enabled.exchange(enabled, std::memory_order_relaxed);
+}
+
+}  // namespace anydefer::detail
