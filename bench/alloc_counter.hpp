@@ -29,7 +29,8 @@ inline constinit thread_local alloc_counts this_thread_allocs{};
 // "one allocation per deferred"), not the amortised zero of a warm cache.
 class alloc_scope {
  public:
-  alloc_scope() noexcept : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)), start_(this_thread_allocs) {}
+  alloc_scope() noexcept
+      : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)), start_(this_thread_allocs) {}
   ~alloc_scope() { anydefer::detail::set_state_cache_enabled(cache_was_on_); }
   alloc_scope(const alloc_scope&) = delete;
   alloc_scope& operator=(const alloc_scope&) = delete;

@@ -37,9 +37,7 @@ constexpr bool kCacheCompiledIn = false;
 constexpr bool kCacheCompiledIn = true;
 #endif
 
-bool use_cache() noexcept {
-  return kCacheCompiledIn && !cache_gone && cache_enabled.load(std::memory_order_relaxed);
-}
+bool use_cache() noexcept { return kCacheCompiledIn && !cache_gone && cache_enabled.load(std::memory_order_relaxed); }
 
 thread_cache::~thread_cache() {
   cache_gone = true;

@@ -220,20 +220,23 @@ auto gather(const std::vector<deferred<T>>& inputs, std::source_location loc = s
       c->deliver_value(std::move(values));
     }
   };
-  detail::consume_inputs(*core, inputs, [&core, finish_one](std::size_t i) {
-    return [core = core, i, finish_one](result<T>&& r) {
-      if (r.has_failure()) {
-        core->fire_failure(std::make_exception_ptr(first_error(i, r.error())));
-        return;  // `remaining` never reaches zero now: the output already failed
-      }
-      if constexpr (std::is_void_v<T>) {
-        core->values[i].emplace();
-      } else {
-        core->values[i].emplace(std::move(r).value());
-      }
-      finish_one();
-    };
-  }, loc);
+  detail::consume_inputs(
+      *core, inputs,
+      [&core, finish_one](std::size_t i) {
+        return [core = core, i, finish_one](result<T>&& r) {
+          if (r.has_failure()) {
+            core->fire_failure(std::make_exception_ptr(first_error(i, r.error())));
+            return;  // `remaining` never reaches zero now: the output already failed
+          }
+          if constexpr (std::is_void_v<T>) {
+            core->values[i].emplace();
+          } else {
+            core->values[i].emplace(std::move(r).value());
+          }
+          finish_one();
+        };
+      },
+      loc);
   finish_one();
   return out;
 }
@@ -255,22 +258,25 @@ deferred<std::vector<result<T>>> deferred_list(const std::vector<deferred<T>>& i
   auto finish_one = [c = core.get()] {
     if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 && c->claim_fire()) c->deliver_value(c->collect());
   };
-  detail::consume_inputs(*core, inputs, [&core, finish_one](std::size_t i) {
-    return [core = core, i, finish_one](result<T>&& r) {
-      const bool ok = r.has_value();
-      if (!ok && !core->options.consume_errors) detail::report_unhandled(r.error(), core->output_created_at());
-      std::optional<failure> first;
-      if (!ok && core->options.fire_on_one_errback) first = r.error();
-      core->entries[i].emplace(std::move(r));
-      core->entry_done[i].store(true, std::memory_order_release);
-      if (ok && core->options.fire_on_one_callback) {
-        if (core->claim_fire()) core->deliver_value(core->collect());
-      } else if (first) {
-        core->fire_failure(std::make_exception_ptr(first_error(i, *first)));
-      }
-      finish_one();
-    };
-  }, loc);
+  detail::consume_inputs(
+      *core, inputs,
+      [&core, finish_one](std::size_t i) {
+        return [core = core, i, finish_one](result<T>&& r) {
+          const bool ok = r.has_value();
+          if (!ok && !core->options.consume_errors) detail::report_unhandled(r.error(), core->output_created_at());
+          std::optional<failure> first;
+          if (!ok && core->options.fire_on_one_errback) first = r.error();
+          core->entries[i].emplace(std::move(r));
+          core->entry_done[i].store(true, std::memory_order_release);
+          if (ok && core->options.fire_on_one_callback) {
+            if (core->claim_fire()) core->deliver_value(core->collect());
+          } else if (first) {
+            core->fire_failure(std::make_exception_ptr(first_error(i, *first)));
+          }
+          finish_one();
+        };
+      },
+      loc);
   finish_one();
   return out;
 }
@@ -290,29 +296,33 @@ auto race(const std::vector<deferred<T>>& inputs, std::source_location loc = std
   }
   core->failures.resize(n);
   core->remaining.store(n, std::memory_order_relaxed);
-  detail::consume_inputs(*core, inputs, [&core](std::size_t i) {
-    return [core = core, i](result<T>&& r) {
-      if (r.has_value()) {
-        if (!core->won.exchange(true, std::memory_order_acq_rel) && core->claim_fire()) {
-          if constexpr (std::is_void_v<T>) {
-            core->deliver_value(i);
+  detail::consume_inputs(
+      *core, inputs,
+      [&core](std::size_t i) {
+        return [core = core, i](result<T>&& r) {
+          if (r.has_value()) {
+            if (!core->won.exchange(true, std::memory_order_acq_rel) && core->claim_fire()) {
+              if constexpr (std::is_void_v<T>) {
+                core->deliver_value(i);
+              } else {
+                core->deliver_value(std::pair<std::size_t, T>(i, std::move(r).value()));
+              }
+              core->cancel_inputs();
+            }
           } else {
-            core->deliver_value(std::pair<std::size_t, T>(i, std::move(r).value()));
+            core->failures[i] = r.error();
           }
-          core->cancel_inputs();
-        }
-      } else {
-        core->failures[i] = r.error();
-      }
-      // acq_rel: failure writes happen before the decrement; the last one reads them all, and sees `won`.
-      if (core->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 && !core->won.load(std::memory_order_acquire)) {
-        std::vector<failure> all;
-        all.reserve(core->failures.size());
-        for (auto& f : core->failures) all.push_back(*f);
-        core->fire_failure(std::make_exception_ptr(failure_group(std::move(all))));
-      }
-    };
-  }, loc);
+          // acq_rel: failure writes happen before the decrement; the last one reads them all, and sees `won`.
+          if (core->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+              !core->won.load(std::memory_order_acquire)) {
+            std::vector<failure> all;
+            all.reserve(core->failures.size());
+            for (auto& f : core->failures) all.push_back(*f);
+            core->fire_failure(std::make_exception_ptr(failure_group(std::move(all))));
+          }
+        };
+      },
+      loc);
   return out;
 }
 

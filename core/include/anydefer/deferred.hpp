@@ -59,8 +59,7 @@ using unwrap_deferred_t = typename unwrap_deferred<std::remove_cvref_t<R>>::type
 template <class T>
 class driven_state final : public state<T> {
  public:
-  explicit driven_state(std::source_location created_at) noexcept
-      : state<T>(state_base::kind::driven, created_at) {}
+  explicit driven_state(std::source_location created_at) noexcept : state<T>(state_base::kind::driven, created_at) {}
 };
 // A reference on a state (not a handle: it does not keep an unfired root from being detected as abandoned), for
 // the library's own bookkeeping: cancelling inputs, timers.
@@ -138,9 +137,7 @@ class deferred {
     detail::state<T>& s = fireable();
     if (!s.fire_value(std::move(value))) late_fire(s);
   }
-  void callback() const
-    requires std::is_void_v<T>
-  {
+  void callback() const requires std::is_void_v<T> {
     detail::state<T>& s = fireable();
     if (!s.fire_value()) late_fire(s);
   }
@@ -152,9 +149,7 @@ class deferred {
   }
   template <class E>
     requires std::derived_from<std::decay_t<E>, std::exception>
-  void errback(E&& error) const {
-    errback(failure::of(std::forward<E>(error)));
-  }
+  void errback(E&& error) const { errback(failure::of(std::forward<E>(error))); }
 
   // Cancels (Twisted's model): an unfired deferred calls its canceller, or fails with cancelled_error; one that
   // waits on another deferred (its upstream, or one its callback returned) cancels that one instead; a fired one
@@ -192,19 +187,17 @@ class deferred {
   auto add_callbacks(F&& f, G&& g, std::source_location loc = std::source_location::current()) const {
     using U = callback_value_t<F>;
     check_same_outcome<U, G>();
-    return chain<U, false>(
-        detail::value_or_failure_handler<T, U, std::decay_t<F>, std::decay_t<G>>{std::forward<F>(f),
-                                                                                 std::forward<G>(g)},
-        loc, nullptr);
+    return chain<U, false>(detail::value_or_failure_handler<T, U, std::decay_t<F>, std::decay_t<G>>{std::forward<F>(f),
+                                                                                                    std::forward<G>(g)},
+                           loc, nullptr);
   }
   template <class F, class G>
   auto add_callbacks(executor_ref ex, F&& f, G&& g, std::source_location loc = std::source_location::current()) const {
     using U = callback_value_t<F>;
     check_same_outcome<U, G>();
-    return chain<U, true>(
-        detail::value_or_failure_handler<T, U, std::decay_t<F>, std::decay_t<G>>{std::forward<F>(f),
-                                                                                 std::forward<G>(g)},
-        loc, &ex);
+    return chain<U, true>(detail::value_or_failure_handler<T, U, std::decay_t<F>, std::decay_t<G>>{std::forward<F>(f),
+                                                                                                   std::forward<G>(g)},
+                          loc, &ex);
   }
 
   // f: result<T> -> U or deferred<U>, on a value or a failure alike.
@@ -222,28 +215,29 @@ class deferred {
   // Explicit fan-out: consumes this deferred and returns `n` deferreds that each fire with a copy of its result
   // (the last one gets the moved original). Cancelling one of them fails only that one.
   std::vector<deferred<T>> split(std::size_t n, std::source_location loc = std::source_location::current()) const
-    requires(std::is_void_v<T> || std::copy_constructible<T>)
-  {
+      requires(std::is_void_v<T> || std::copy_constructible<T>) {
     std::vector<deferred<T>> outs;
     outs.reserve(n);
     for (std::size_t i = 0; i < n; ++i) outs.push_back(detail::access::adopt(new detail::driven_state<T>(loc)));
-    add_both([outs](result<T>&& r) mutable {
-      for (std::size_t i = 0; i < outs.size(); ++i) {
-        detail::state<T>* s = detail::access::state_of(outs[i]);
-        bool last = i + 1 == outs.size();
-        if (r.has_failure()) {
-          s->fire_failure(r.error().exception());
-        } else if constexpr (std::is_void_v<T>) {
-          s->fire_value();
-        } else {
-          if (last) {
-            s->fire_value(std::move(r).value());
-          } else {
-            s->fire_value(r.value());
+    add_both(
+        [outs](result<T>&& r) mutable {
+          for (std::size_t i = 0; i < outs.size(); ++i) {
+            detail::state<T>* s = detail::access::state_of(outs[i]);
+            bool last = i + 1 == outs.size();
+            if (r.has_failure()) {
+              s->fire_failure(r.error().exception());
+            } else if constexpr (std::is_void_v<T>) {
+              s->fire_value();
+            } else {
+              if (last) {
+                s->fire_value(std::move(r).value());
+              } else {
+                s->fire_value(r.value());
+              }
+            }
           }
-        }
-      }
-    }, loc);
+        },
+        loc);
     return outs;
   }
 

@@ -58,18 +58,24 @@ class task {
 };
 
 // Anything that accepts tasks under the contract above.
+// clang-format 14 would split a compound requirement's noexcept onto its own line.
+// clang-format off
 template <class E>
 concept executor = requires(E& e, task& t) {
   { e.execute(t) } noexcept;
 };
+// clang-format on
 
 // A non-owning, type-erased reference to an executor: two pointers, trivially copyable.
 class executor_ref {
  public:
   template <executor E>
     requires(!std::same_as<std::remove_cvref_t<E>, executor_ref>)
+  // clang-format 14 would break `noexcept` after a requires-clause onto its own line.
+  // clang-format off
   executor_ref(E& ex) noexcept  // NOLINT(google-explicit-constructor): an executor converts implicitly by design.
       : self_(&ex), execute_([](void* self, task& t) noexcept { static_cast<E*>(self)->execute(t); }) {}
+  // clang-format on
 
   void execute(task& t) const noexcept { execute_(self_, t); }
 

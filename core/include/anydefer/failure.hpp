@@ -33,9 +33,7 @@ class failure {
   // A failure holding a copy of `e`.
   template <class E>
     requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr> && !std::is_same_v<std::decay_t<E>, failure>)
-  static failure of(E&& e) {
-    return failure(std::make_exception_ptr(std::forward<E>(e)));
-  }
+  static failure of(E&& e) { return failure(std::make_exception_ptr(std::forward<E>(e))); }
 
   const std::exception_ptr& exception() const noexcept { return error_; }
 
@@ -94,7 +92,8 @@ class result {
   result() : v_(std::in_place_index<0>) {}
   template <class U = T>
     requires(!std::is_void_v<U>)
-  result(std::type_identity_t<U> value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  result(std::type_identity_t<U> value)
+      : v_(std::in_place_index<0>, std::move(value)) {}                    // NOLINT(google-explicit-constructor)
   result(failure error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const noexcept { return v_.index() == 0; }

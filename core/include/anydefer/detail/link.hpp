@@ -154,14 +154,12 @@ class link final : public state<U>, public link_task<Scheduled> {
  public:
   // `upstream` may be null only for T = void: a submitted task that starts from nothing.
   template <class H>
-  link(state<T>* upstream, H&& handler, std::source_location created_at) noexcept
-    requires(!Scheduled)
+  link(state<T>* upstream, H&& handler, std::source_location created_at) noexcept requires(!Scheduled)
       : state<U>(state_base::kind::driven, created_at), upstream_(upstream), handler_(std::forward<H>(handler)) {
     init(upstream);
   }
   template <class H>
-  link(state<T>* upstream, executor_ref ex, H&& handler, std::source_location created_at) noexcept
-    requires(Scheduled)
+  link(state<T>* upstream, executor_ref ex, H&& handler, std::source_location created_at) noexcept requires(Scheduled)
       : state<U>(state_base::kind::driven, created_at),
         link_task<true>(&task_operations, ex),
         upstream_(upstream),
@@ -265,9 +263,7 @@ class link final : public state<U>, public link_task<Scheduled> {
     return {};
   }
 
-  step schedule() noexcept
-    requires(Scheduled)
-  {
+  step schedule() noexcept requires(Scheduled) {
     inline_schedule_note& note = this_thread_schedule_note;
     const inline_schedule_note saved = note;
     std::exception_ptr rejection;

@@ -94,7 +94,7 @@ class state_base : public continuation {
   static constexpr std::uintptr_t flag_mask = 15;
 
   // cancel_flags_ bits.
-  static constexpr std::uint8_t cancel_requested = 1;  // cancel() ran on this root: its canceller runs at most once
+  static constexpr std::uint8_t cancel_requested = 1;   // cancel() ran on this root: its canceller runs at most once
   static constexpr std::uint8_t swallow_late_fire = 2;  // a no-canceller cancel: swallow the producer's next fire
 
   enum class kind : std::uint8_t {

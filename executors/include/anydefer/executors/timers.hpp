@@ -44,18 +44,23 @@ deferred<T> add_timeout(const deferred<T>& d, std::chrono::nanoseconds timeout, 
   auto timed_out = std::make_shared<std::atomic<bool>>(false);
   deferred<void> timer = call_later(loop, timeout, loc);
   // The timer holds a reference, not a handle, on `d`: the producer dropping every handle is still detected.
-  (void)timer.add_both([timed_out, target = detail::state_ref_of(d)](result<void>&& r) {
-    if (!r.has_value()) return;  // the timer was stopped because d fired first: nothing to do
-    timed_out->store(true, std::memory_order_release);
-    target.get()->cancel();
-  }, loc);
-  return d.add_both([timed_out, timer](result<T>&& r) -> T {
-    timer.cancel();  // no-op once fired
-    if (r.has_failure() && timed_out->load(std::memory_order_acquire) && r.error().template check<cancelled_error>()) {
-      throw timeout_error();
-    }
-    return std::move(r).value();
-  }, loc);
+  (void)timer.add_both(
+      [timed_out, target = detail::state_ref_of(d)](result<void>&& r) {
+        if (!r.has_value()) return;  // the timer was stopped because d fired first: nothing to do
+        timed_out->store(true, std::memory_order_release);
+        target.get()->cancel();
+      },
+      loc);
+  return d.add_both(
+      [timed_out, timer](result<T>&& r) -> T {
+        timer.cancel();  // no-op once fired
+        if (r.has_failure() && timed_out->load(std::memory_order_acquire) &&
+            r.error().template check<cancelled_error>()) {
+          throw timeout_error();
+        }
+        return std::move(r).value();
+      },
+      loc);
 }
 
 }  // namespace anydefer
