@@ -13,6 +13,7 @@ manual_executor::~manual_executor() {
   }
   // Reject outside the lock: a reject handler may call back into this executor (it is rejected inline then).
   while (task* t = leftovers.pop_front()) detail::reject_stopped(*t, "manual_executor");
+  bound_links_.check_none_left("anydefer::manual_executor");
 }
 
 void manual_executor::execute(task& t) noexcept {

@@ -234,6 +234,7 @@ reactor::~reactor() {
     impl::loop_scope scope(p);
     p.finish();
   }
+  bound_links_.check_none_left("anydefer::reactor");
 }
 
 void reactor::start(std::optional<unsigned> cpu) {

@@ -26,6 +26,7 @@ tbb_executor::~tbb_executor() {
     std::abort();
   }
   stop();
+  bound_links_.check_none_left("anydefer::tbb_executor");
 }
 
 void tbb_executor::execute(task& t) noexcept {

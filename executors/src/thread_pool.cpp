@@ -213,6 +213,7 @@ thread_pool::~thread_pool() {
     std::abort();
   }
   stop();
+  bound_links_.check_none_left("anydefer::thread_pool");
 }
 
 void thread_pool::execute(task& t) noexcept {

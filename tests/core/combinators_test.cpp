@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -216,6 +217,58 @@ TEST(RaceTest, VoidInputsGiveTheWinnersIndex) {
   auto winner = anydefer::race(inputs);
   inputs[1].callback();
   EXPECT_EQ(winner.get(), 1u);
+}
+
+}  // namespace
+
+namespace {
+
+using anydefer::deferred;
+
+TEST(GatherVariadicTest, FiresWithATupleOfEveryValue) {
+  deferred<int> number;
+  deferred<std::string> text;
+  deferred<void> done;
+  auto all = anydefer::gather(number, text, done);
+  text.callback("two");
+  done.callback();
+  EXPECT_FALSE(all.fired());
+  number.callback(1);
+  auto [n, t, v] = all.get();
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(t, "two");
+  (void)v;
+}
+
+TEST(GatherVariadicTest, FirstFailureFailsWithFirstErrorNamingTheArgument) {
+  deferred<int> number;
+  deferred<std::string> text;
+  auto all = anydefer::gather(number, text);
+  text.errback(std::out_of_range("second"));
+  try {
+    all.get();
+    FAIL() << "expected first_error";
+  } catch (const anydefer::first_error& e) {
+    EXPECT_EQ(e.index(), 1u);
+    EXPECT_TRUE(e.sub_failure().check<std::out_of_range>());
+  }
+  number.callback(0);
+}
+
+TEST(GatherVariadicTest, CancelCancelsEveryInput) {
+  int cancelled = 0;
+  deferred<int> a([&cancelled](deferred<int>&) { ++cancelled; });
+  deferred<double> b([&cancelled](deferred<double>&) { ++cancelled; });
+  auto all = anydefer::gather(a, b);
+  all.cancel();
+  EXPECT_EQ(cancelled, 2);
+  EXPECT_THROW(all.get(), anydefer::first_error);
+}
+
+TEST(GatherVariadicTest, AlreadyFiredInputsFireAtOnce) {
+  auto all = anydefer::gather(anydefer::succeed(1), anydefer::succeed(std::string("x")));
+  EXPECT_TRUE(all.fired());
+  EXPECT_EQ(std::get<0>(all.get()), 1);
 }
 
 }  // namespace

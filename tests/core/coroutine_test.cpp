@@ -238,8 +238,9 @@ TEST(CoroutineTest, SecondCancelReachesTheNextAwaitAfterTheFirstWasCaught) {
   EXPECT_THROW(out.get(), anydefer::cancelled_error);
 }
 
-deferred<int> cancels_itself_while_running(deferred<int> gate, std::shared_ptr<deferred<int>> self,
-                                           deferred<int> next) {
+// `self` points to the caller's handle to this very coroutine's deferred (a plain pointer: a handle held by the
+// frame itself would keep the frame alive forever).
+deferred<int> cancels_itself_while_running(deferred<int> gate, const deferred<int>* self, deferred<int> next) {
   co_await gate;
   self->cancel();  // running, awaiting nothing: the next await is cancelled as soon as it suspends
   co_return co_await next;
@@ -248,12 +249,10 @@ deferred<int> cancels_itself_while_running(deferred<int> gate, std::shared_ptr<d
 TEST(CoroutineTest, CancelWhileRunningCancelsTheNextAwait) {
   deferred<int> gate;
   deferred<int> next;
-  auto self = std::make_shared<deferred<int>>();
-  *self = cancels_itself_while_running(gate, self, next);
-  deferred<int> out = *self;
+  deferred<int> out;
+  out = cancels_itself_while_running(gate, &out, next);
   gate.callback(1);
   EXPECT_THROW(out.get(), anydefer::cancelled_error);
-  self.reset();
 }
 
 deferred<int> awaits_and_counts(deferred<int> gate, std::atomic<int>& frames) {

@@ -225,3 +225,40 @@ TEST(ReactorGroupTest, WorkSubmittedToAShardRunsThereAndContinuesOnAnother) {
 }
 
 }  // namespace
+
+namespace {
+
+#ifndef NDEBUG
+TEST(LifecycleDeathTest, DestroyingAnExecutorWithPendingLinksAbortsWithAClearMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        anydefer::deferred<int> never_fired;
+        {
+          anydefer::manual_executor ex;
+          (void)never_fired.add_callback(ex, [](int v) { return v; });
+        }  // the link still points to ex
+      },
+      "manual_executor destroyed while 1 deferred link");
+}
+
+TEST(LifecycleTest, LinksThatRanOrWereRejectedNoLongerCountOnTheExecutor) {
+  anydefer::deferred<int> ran;
+  anydefer::deferred<int> rejected;
+  anydefer::deferred<int> ran_next;
+  anydefer::deferred<int> rejected_next;
+  {
+    anydefer::manual_executor ex;
+    ran_next = ran.add_callback(ex, [](int v) { return v; });
+    rejected_next = rejected.add_callback(ex, [](int v) { return v; });
+    ran.callback(1);
+    ex.run_all();
+    ex.stop();
+    rejected.callback(2);  // rejected: the executor is stopped
+  }                        // destroyed with nothing bound: no abort
+  EXPECT_EQ(ran_next.get(), 1);
+  EXPECT_THROW(rejected_next.get(), anydefer::executor_stopped_error);
+}
+#endif
+
+}  // namespace

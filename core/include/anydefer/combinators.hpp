@@ -2,6 +2,7 @@
 //
 //   std::vector<anydefer::deferred<int>> parts = fetch_all();
 //   anydefer::gather(parts).add_callback([](std::vector<int> values) { ... });   // all, in input order
+//   anydefer::gather(user, orders).add_callback([](std::tuple<user_t, orders_t> both) { ... });
 //   anydefer::race(parts).add_callback([](std::pair<std::size_t, int> first) { ... });
 //
 // Each combinator becomes the one consumer of every input (an input that already has a consumer fails the
@@ -237,6 +238,55 @@ auto gather(const std::vector<deferred<T>>& inputs, std::source_location loc = s
         };
       },
       loc);
+  finish_one();
+  return out;
+}
+
+// gather(a, b, c): the same over deferreds of different types, giving a tuple (std::monostate for void
+// inputs). Cancelling it cancels every input; the first failure fails it with first_error naming the argument.
+template <class... Ts>
+  requires(sizeof...(Ts) > 0)
+auto gather(const deferred<Ts>&... inputs) {
+  using out_t = std::tuple<detail::stored_t<Ts>...>;
+  struct core_t : detail::combinator_core<out_t> {
+    std::tuple<std::optional<detail::stored_t<Ts>>...> values;
+    std::atomic<std::size_t> remaining{sizeof...(Ts) + 1};
+  };
+  auto [out, core] = detail::make_combinator<out_t, core_t>(std::source_location::current());
+  auto finish_one = [c = core.get()] {
+    if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1 || !c->claim_fire()) return;
+    c->deliver_value(std::apply([](auto&... v) { return out_t(std::move(*v)...); }, c->values));
+  };
+  // Cancellers first, for every input, before any input can fire (as consume_inputs does for a range).
+  (core->cancellers_.push_back([ref = std::make_shared<detail::state_ref<Ts>>(detail::access::state_of(inputs))] {
+    if (ref->get() != nullptr) ref->get()->cancel();
+  }),
+   ...);
+  auto attach = [&]<std::size_t I, class T>(std::integral_constant<std::size_t, I>, const deferred<T>& input) {
+    auto handler = [core = core, finish_one](result<T>&& r) {
+      if (r.has_failure()) {
+        core->fire_failure(std::make_exception_ptr(first_error(I, r.error())));
+        return;
+      }
+      if constexpr (std::is_void_v<T>) {
+        std::get<I>(core->values).emplace();
+      } else {
+        std::get<I>(core->values).emplace(std::move(r).value());
+      }
+      finish_one();
+    };
+    if (!input.valid()) {
+      handler(result<T>(failure::of(empty_deferred_error())));
+      return;
+    }
+    try {
+      (void)input.add_both(std::move(handler));
+    } catch (const already_continued_error&) {
+      core->fire_failure(std::make_exception_ptr(first_error(I, failure::current())));
+    }
+  };
+  [&]<std::size_t... I>(std::index_sequence<I...>) { (attach(std::integral_constant<std::size_t, I>{}, inputs), ...); }
+  (std::index_sequence_for<Ts...>{});
   finish_one();
   return out;
 }

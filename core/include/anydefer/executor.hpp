@@ -21,7 +21,8 @@
 //
 // Executors are referred to, not owned: an `executor_ref` is a pointer, so an executor must outlive every deferred
 // link that may still be scheduled on it. anydefer's own executors run what they already accepted when they stop
-// and reject (never drop) what comes after, until they are destroyed.
+// and reject (never drop) what comes after, until they are destroyed; in builds without NDEBUG they also count the
+// links bound to them and abort with a message if destroyed while any is left (executor_ref::track_bound_links).
 #pragma once
 
 #include <concepts>
@@ -66,7 +67,7 @@ concept executor = requires(E& e, task& t) {
 };
 // clang-format on
 
-// A non-owning, type-erased reference to an executor: two pointers, trivially copyable.
+// A non-owning, type-erased reference to an executor: three pointers, trivially copyable.
 class executor_ref {
  public:
   template <executor E>
@@ -74,18 +75,37 @@ class executor_ref {
   // clang-format 14 would break `noexcept` after a requires-clause onto its own line.
   // clang-format off
   executor_ref(E& ex) noexcept  // NOLINT(google-explicit-constructor): an executor converts implicitly by design.
-      : self_(&ex), execute_([](void* self, task& t) noexcept { static_cast<E*>(self)->execute(t); }) {}
+      : self_(&ex),
+        execute_([](void* self, task& t) noexcept { static_cast<E*>(self)->execute(t); }),
+        track_(tracker<E>()) {}
   // clang-format on
 
   void execute(task& t) const noexcept { execute_(self_, t); }
+
+  // Builds without NDEBUG: a deferred link bound to this executor counts itself (+1) until its task has been run
+  // or rejected (-1), for executors that offer `track_bound_links(int)` (all of anydefer's do, to report being
+  // destroyed while links still point to them). A no-op for others.
+  void track_bound_links(int n) const noexcept {
+    if (track_ != nullptr) track_(self_, n);
+  }
 
   // The executor this refers to, for identity comparisons ("am I already on it?").
   const void* address() const noexcept { return self_; }
   friend bool operator==(const executor_ref& a, const executor_ref& b) noexcept { return a.self_ == b.self_; }
 
  private:
+  template <class E>
+  static constexpr auto tracker() noexcept -> void (*)(void*, int) noexcept {
+    if constexpr (requires(E & e) { e.track_bound_links(1); }) {
+      return [](void* self, int n) noexcept { static_cast<E*>(self)->track_bound_links(n); };
+    } else {
+      return nullptr;
+    }
+  }
+
   void* self_;
   void (*execute_)(void*, task&) noexcept;
+  void (*track_)(void*, int) noexcept;
 };
 
 static_assert(executor<executor_ref>);

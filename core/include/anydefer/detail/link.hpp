@@ -145,8 +145,26 @@ template <bool Scheduled>
 struct link_task {};
 template <>
 struct link_task<true> : task {
-  link_task(const task::operations* ops, executor_ref ex) noexcept : task(ops), executor(ex) {}
+  link_task(const task::operations* ops, executor_ref ex) noexcept : task(ops), executor(ex) {
+#ifndef NDEBUG
+    executor.track_bound_links(1);
+    bound = true;
+#endif
+  }
+  ~link_task() { unbind(); }
+  link_task(const link_task&) = delete;
+  link_task& operator=(const link_task&) = delete;
+
+  // The executor has run or rejected our task (or never will be asked): stop counting on it.
+  void unbind() noexcept {
+    if (bound) {
+      bound = false;
+      executor.track_bound_links(-1);
+    }
+  }
+
   executor_ref executor;
+  bool bound = false;
 };
 
 template <class T, class U, class Handler, bool Scheduled>
@@ -271,6 +289,7 @@ class link final : public state<U>, public link_task<Scheduled> {
     this->executor.execute(*this);
     const auto what = note.what;
     note = saved;
+    if (what != inline_schedule_note::none) this->unbind();  // settled inline: the executor is done with us
     if (what == inline_schedule_note::ran) return run_handler();
     if (what == inline_schedule_note::rejected) return finish(failure(std::move(rejection)));
     return {};  // the executor will run or reject us later, elsewhere
@@ -283,7 +302,9 @@ class link final : public state<U>, public link_task<Scheduled> {
       this_thread_schedule_note.what = inline_schedule_note::ran;
       return;
     }
-    run_continuations(from_task(t).run_handler());
+    link& self = from_task(t);
+    self.unbind();
+    run_continuations(self.run_handler());
   }
   static void reject_task(task& t, std::exception_ptr why) noexcept {
     if (!why) why = std::make_exception_ptr(executor_stopped_error());
@@ -292,7 +313,9 @@ class link final : public state<U>, public link_task<Scheduled> {
       *this_thread_schedule_note.rejection = std::move(why);
       return;
     }
-    run_continuations(from_task(t).finish(failure(std::move(why))));
+    link& self = from_task(t);
+    self.unbind();
+    run_continuations(self.finish(failure(std::move(why))));
   }
   static constexpr task::operations task_operations{&run_task, &reject_task};
 

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "anydefer/executor.hpp"
+#include "anydefer/executors/detail/bound_links.hpp"
 #include "anydefer/executors/detail/task_fifo.hpp"
 
 namespace anydefer {
@@ -67,7 +68,12 @@ class manual_executor {
   // Number of queued tasks. Thread-safe.
   std::size_t pending() const noexcept;
 
+  // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
+  // the destructor aborts with a message if any is left. Thread-safe. Never allocates.
+  void track_bound_links(int n) noexcept { bound_links_.track(n); }
+
  private:
+  detail::bound_links bound_links_;
   mutable std::mutex mutex_;
   detail::task_fifo queue_;  // guarded by mutex_
   bool stopped_ = false;     // guarded by mutex_

@@ -60,6 +60,7 @@
 #include <optional>
 
 #include "anydefer/executor.hpp"
+#include "anydefer/executors/detail/bound_links.hpp"
 
 namespace anydefer {
 
@@ -141,7 +142,12 @@ class reactor {
   // The clock timers use (steady_clock). Thread-safe.
   static time_point now() noexcept { return clock::now(); }
 
+  // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
+  // the destructor aborts with a message if any is left. Thread-safe. Never allocates.
+  void track_bound_links(int n) noexcept { bound_links_.track(n); }
+
  private:
+  detail::bound_links bound_links_;
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -21,6 +21,7 @@
 
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/detail/admission_gate.hpp"
+#include "anydefer/executors/detail/bound_links.hpp"
 
 namespace anydefer {
 
@@ -45,7 +46,12 @@ class tbb_executor {
   // The arena the tasks run in (to run TBB algorithms alongside them). Thread-safe.
   tbb::task_arena& arena() noexcept { return arena_; }
 
+  // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
+  // the destructor aborts with a message if any is left. Thread-safe. Never allocates.
+  void track_bound_links(int n) noexcept { bound_links_.track(n); }
+
  private:
+  detail::bound_links bound_links_;
   tbb::task_arena arena_;
   // Holders: execute() calls in flight plus accepted tasks not yet finished, so "drained" means all ran.
   detail::admission_gate gate_;

@@ -47,6 +47,7 @@
 #include <optional>
 
 #include "anydefer/executor.hpp"
+#include "anydefer/executors/detail/bound_links.hpp"
 
 namespace anydefer {
 
@@ -84,7 +85,12 @@ class thread_pool {
   // Thread-safe.
   std::optional<std::size_t> current_worker_index() const noexcept;
 
+  // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
+  // the destructor aborts with a message if any is left. Thread-safe. Never allocates.
+  void track_bound_links(int n) noexcept { bound_links_.track(n); }
+
  private:
+  detail::bound_links bound_links_;
   struct impl;
   std::unique_ptr<impl> impl_;
 };
