@@ -31,7 +31,15 @@ constinit thread_local bool cache_gone = false;
 std::atomic<bool> cache_enabled{true};  // relaxed: a test flips it while no state is being made
 thread_local thread_cache cache;
 
+// GCC says __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang says __has_feature(...).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ANYDEFER_DETAIL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ANYDEFER_DETAIL_SANITIZED 1
+#endif
+#endif
+#ifdef ANYDEFER_DETAIL_SANITIZED
 constexpr bool kCacheCompiledIn = false;
 #else
 constexpr bool kCacheCompiledIn = true;

@@ -124,10 +124,14 @@ struct reactor::impl {
   }
 
   void collect_due_timers() noexcept {
+    // Most iterations have no timer at all: skip the mutex then. relaxed: a timer scheduled by another thread
+    // that this misses is still found by sleep(), which reads the heap under the mutex before blocking, so it
+    // fires at most one iteration later.
+    if (!has_timers.load(std::memory_order_relaxed)) return;
     std::lock_guard<std::mutex> lock(timer_mutex);
-    if (timers.empty()) return;
     const time_point now = clock::now();
     while (task* t = timers.pop_due(now)) ready.push_back(*t);
+    has_timers.store(!timers.empty(), std::memory_order_relaxed);
   }
 
   // Before sleeping, poll the inbox for a short while: a hand-off from another thread that arrives within it costs
@@ -182,6 +186,7 @@ struct reactor::impl {
         std::lock_guard<std::mutex> lock(timer_mutex);
         timers_closed = true;
         while (task* t = timers.pop_any()) doomed.push_back(*t);
+        has_timers.store(false, std::memory_order_relaxed);
       }
       while (task* t = doomed.pop_front()) detail::reject_stopped(*t, "reactor");
       if (ready.empty() && inbox.empty()) break;
@@ -210,8 +215,9 @@ struct reactor::impl {
   detail::admission_gate gate{&impl::wake_hook, this};
 
   std::mutex timer_mutex;
-  detail::timer_heap timers;   // guarded by timer_mutex
-  bool timers_closed = false;  // guarded by timer_mutex: set by the final drain, then schedule_* reject
+  detail::timer_heap timers;            // guarded by timer_mutex
+  std::atomic<bool> has_timers{false};  // written under timer_mutex: the heap is not empty (a hint for iterate())
+  bool timers_closed = false;           // guarded by timer_mutex: set by the final drain, then schedule_* reject
 
   std::mutex loop_mutex;  // held by whichever thread runs the loop (run, run_once, start's thread, destructor)
   bool finished = false;  // guarded by loop_mutex
@@ -326,6 +332,7 @@ timer_id reactor::schedule_at(time_point deadline, task& t) noexcept {
       try {
         id = p.timers.insert(deadline, t);
         earliest = p.timers.front_id() == id;
+        p.has_timers.store(true, std::memory_order_relaxed);
       } catch (...) {
         failure = std::current_exception();
       }
@@ -347,7 +354,9 @@ timer_id reactor::schedule_at(time_point deadline, task& t) noexcept {
 bool reactor::cancel_timer(timer_id id) noexcept {
   impl& p = *impl_;
   std::lock_guard<std::mutex> lock(p.timer_mutex);
-  return p.timers.cancel(id.value()) != nullptr;
+  const bool removed = p.timers.cancel(id.value()) != nullptr;
+  p.has_timers.store(!p.timers.empty(), std::memory_order_relaxed);
+  return removed;
 }
 
 void reactor::request_stop() noexcept {
