@@ -49,12 +49,20 @@ void state_base::fail_internal(std::exception_ptr error) noexcept {
 
 void state_base::cancel() noexcept {
   state_base* s = this;
+  // A callback that returned a deferred waiting on its own chain makes "what am I waiting on" a cycle (it can
+  // never fire, as in Twisted). `slow` follows at half speed (Floyd): meeting it means a cycle, and the walk
+  // cancels where it stands instead of looping forever.
+  state_base* slow = this;
+  bool move_slow = false;
   for (;;) {
     if (s->is_claimed()) return;  // already fired: cancel is a no-op
     state_base* next = s->awaited();
     // Waiting on nothing, or on something that already fired (its result is on the way to s): cancel s itself.
     if (next == nullptr || next->is_claimed()) break;
     s = next;
+    if (move_slow) slow = slow->awaited();
+    move_slow = !move_slow;
+    if (s == slow) break;
   }
   s->cancel_here();
 }

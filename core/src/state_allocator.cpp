@@ -52,7 +52,7 @@ thread_cache::~thread_cache() {
   for (std::size_t c = 0; c < kClasses; ++c) {
     while (free_block* b = head[c]) {
       head[c] = b->next;
-      ::operator delete(b, (c + 1) * kGranule);
+      ::operator delete(b);
     }
   }
 }
@@ -88,10 +88,10 @@ void deallocate_state(void* p, std::size_t size) noexcept {
         return;
       }
     }
-    ::operator delete(p, (c + 1) * kGranule);
+    ::operator delete(p);
     return;
   }
-  ::operator delete(p, size);
+  ::operator delete(p);
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {

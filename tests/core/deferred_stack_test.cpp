@@ -115,7 +115,9 @@ TEST(DeferredStackTest, CancellingFarEndOfMillionNestedDeferredsReachesTheInnerm
 
   run_with_small_stack([&] {
     std::vector<deferred<int>> waiting(kLinks + 1);
-    waiting[kLinks] = deferred<int>([&](deferred<int>&) { cancelled = true; });
+    // The producer keeps its handle (it would fire the innermost deferred when its work completed).
+    deferred<int> innermost([&](deferred<int>&) { cancelled = true; });
+    waiting[kLinks] = innermost;
     for (int i = kLinks - 1; i >= 0; --i) {
       waiting[i] = anydefer::succeed(i).add_callback([next = waiting[i + 1]](int) { return next; });
     }

@@ -93,7 +93,9 @@ class combinator_core {
   void cancel_inputs() noexcept {
     for (auto& c : cancellers_) c();
   }
-  const std::source_location& output_created_at() const noexcept { return output_->created_at(); }
+  // Where the output was created; kept here because the output may be freed while inputs still report.
+  const std::source_location& output_created_at() const noexcept { return created_at_; }
+  std::source_location created_at_;
 
   state<Out>* output_ = nullptr;
   state_ref<Out> output_ref_;
@@ -121,6 +123,7 @@ class combinator_state final : public state<Out> {
 template <class Out, class Core>
 std::pair<deferred<Out>, std::shared_ptr<Core>> make_combinator(std::source_location loc) {
   auto core = std::make_shared<Core>();
+  core->created_at_ = loc;
   auto* out = new combinator_state<Out, Core>(loc);
   out->core_ = core;
   core->output_ = out;
@@ -205,7 +208,9 @@ template <class T>
 auto gather(const std::vector<deferred<T>>& inputs, std::source_location loc = std::source_location::current()) {
   using core_t = detail::gather_core<T>;
   using out_t = std::conditional_t<std::is_void_v<T>, void, std::vector<T>>;
-  auto [out, core] = detail::make_combinator<out_t, core_t>(loc);
+  auto made = detail::make_combinator<out_t, core_t>(loc);
+  auto& out = made.first;  // named, not a structured binding: lambdas capture `core`
+  auto& core = made.second;
   const std::size_t n = inputs.size();
   core->values.resize(n);
   core->remaining.store(n + 1, std::memory_order_relaxed);  // +1: the setup itself, so nothing fires mid-setup
@@ -252,7 +257,9 @@ auto gather(const deferred<Ts>&... inputs) {
     std::tuple<std::optional<detail::stored_t<Ts>>...> values;
     std::atomic<std::size_t> remaining{sizeof...(Ts) + 1};
   };
-  auto [out, core] = detail::make_combinator<out_t, core_t>(std::source_location::current());
+  auto made = detail::make_combinator<out_t, core_t>(std::source_location::current());
+  auto& out = made.first;  // named, not a structured binding: lambdas capture `core`
+  auto& core = made.second;
   auto finish_one = [c = core.get()] {
     if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1 || !c->claim_fire()) return;
     c->deliver_value(std::apply([](auto&... v) { return out_t(std::move(*v)...); }, c->values));
@@ -299,7 +306,9 @@ deferred<std::vector<result<T>>> deferred_list(const std::vector<deferred<T>>& i
                                                deferred_list_options options = {},
                                                std::source_location loc = std::source_location::current()) {
   using core_t = detail::list_core<T>;
-  auto [out, core] = detail::make_combinator<std::vector<result<T>>, core_t>(loc);
+  auto made = detail::make_combinator<std::vector<result<T>>, core_t>(loc);
+  auto& out = made.first;  // named, not a structured binding: lambdas capture `core`
+  auto& core = made.second;
   const std::size_t n = inputs.size();
   core->entries.resize(n);
   core->entry_done = std::make_unique<std::atomic<bool>[]>(n);
@@ -338,7 +347,9 @@ template <class T>
 auto race(const std::vector<deferred<T>>& inputs, std::source_location loc = std::source_location::current()) {
   using core_t = detail::race_core<T>;
   using out_t = detail::race_value_t<T>;
-  auto [out, core] = detail::make_combinator<out_t, core_t>(loc);
+  auto made = detail::make_combinator<out_t, core_t>(loc);
+  auto& out = made.first;  // named, not a structured binding: lambdas capture `core`
+  auto& core = made.second;
   const std::size_t n = inputs.size();
   if (n == 0) {
     core->fire_failure(std::make_exception_ptr(std::invalid_argument("anydefer: race() of no deferreds")));

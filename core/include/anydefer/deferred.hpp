@@ -18,8 +18,8 @@
 //     thread that fires, or on the executor given to add_*.
 //   - Firing twice throws already_called_error and keeps the first result. A failure that reaches the end of a
 //     chain and is never consumed goes to the unhandled-error handler when the last handle goes.
-//   - An unfired deferred without a canceller whose every handle was dropped while something waits on it
-//     fails with broken_deferred_error: nothing could ever fire it. (One with a canceller stays cancellable.)
+//   - An unfired deferred whose every handle was dropped while something waits on it fails with
+//     broken_deferred_error: its producer is gone.
 //
 // Thread-safety: any thread may fire, cancel or continue a deferred while others do; exactly one side runs each
 // function, exactly once. A single handle object is not itself synchronized (like std::shared_ptr): give each
@@ -392,13 +392,9 @@ unhandled_error_handler set_unhandled_error_handler(unhandled_error_handler hand
 
 template <class T, class Canceller>
 void detail::cancellable_root_state<T, Canceller>::run_canceller() {
-  // Reached through a consumer's cancel() after every handle was dropped (a root with a canceller is not failed
-  // as broken for that): the handle given to the canceller then brings back the handles' shared reference, which
-  // dropping it releases again. The consumer's own reference keeps the state alive meanwhile.
-  if (!this->try_add_handle()) {
-    this->add_ref();
-    this->add_handle();
-  }
+  // A canceller reached through a consumer may race with the producer dropping the last handle; the deferred is
+  // then being failed as broken and there is nothing left to cancel.
+  if (!this->try_add_handle()) return;
   deferred<T> self = access::adopt<T>(this);
   std::invoke(canceller_, self);
 }

@@ -130,7 +130,8 @@ class state_base : public continuation {
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
 
-  // Takes a handle only if one still exists (weak_ptr::lock).
+  // Takes a handle only if one still exists (weak_ptr::lock): a canceller may run while the producer drops the
+  // last handle, and must not resurrect a state that is being failed as broken.
   bool try_add_handle() noexcept {
     std::uint32_t h = handles_.load(std::memory_order_relaxed);
     while (h != 0) {
@@ -139,13 +140,14 @@ class state_base : public continuation {
     return false;
   }
 
-  // Drops one handle. The last one: an unfired root with a consumer and no canceller can never fire any more,
-  // so it fails with broken_deferred_error (the consumer learns it now instead of waiting forever); a root with a
-  // canceller can still be fired by it when a consumer cancels the chain, so it stays pending. Then the handles'
-  // shared reference goes. acq_rel: the last dropper must see every other handle's writes before deciding.
+  // Drops one handle. The last one: an unfired root with a consumer can never be fired by its producer any
+  // more, so it fails with broken_deferred_error (the consumer learns it now instead of waiting forever). That
+  // holds with a canceller too: a producer able to complete keeps a handle to fire it, and a chain left to a
+  // canceller nobody may ever trigger would never be freed. Then the handles' shared reference goes. acq_rel: the
+  // last dropper must see every other handle's writes before deciding.
   void drop_handle() noexcept {
     if (handles_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (kind_ == kind::root && !has_canceller()) {
+    if (kind_ == kind::root) {
       std::uintptr_t w = word_.load(std::memory_order_acquire);
       if ((w & claimed) == 0 && continuation_of(w) != nullptr) {
         fail_internal(std::make_exception_ptr(broken_deferred_error()));
