@@ -2,6 +2,9 @@
 // firing a link, using a moved-from handle, errback with a null exception.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <type_traits>
+
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -246,6 +249,20 @@ TEST(DeferredErrorsTest, ErrbackWithNullExceptionPtrLeavesDeferredUnfired) {
   d.callback(3);
 
   EXPECT_EQ(d.get(), 3);
+}
+
+}  // namespace
+
+namespace {
+
+// A null executor cannot be expressed: executor_ref binds to an executor object, never to a pointer, and has no
+// empty state. These are compile-time facts; the test keeps them from regressing.
+TEST(DeferredErrorsTest, NullExecutorCannotBeExpressed) {
+  static_assert(!std::is_default_constructible_v<anydefer::executor_ref>);
+  static_assert(!std::is_constructible_v<anydefer::executor_ref, std::nullptr_t>);
+  static_assert(!anydefer::executor<std::nullptr_t>);
+  EXPECT_FALSE(std::is_default_constructible_v<anydefer::executor_ref>);
+  EXPECT_FALSE((std::is_constructible_v<anydefer::executor_ref, std::nullptr_t>));
 }
 
 }  // namespace
