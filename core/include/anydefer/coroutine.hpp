@@ -308,14 +308,8 @@ class resume_on_awaiter final : public task {
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     resume_.handle = h;
-    inline_schedule_note& note = this_thread_schedule_note;
-    const inline_schedule_note saved = note;
-    note = {this, inline_schedule_note::none, &rejection_};
-    executor_.execute(*this);
-    const auto what = note.what;
-    note = saved;
     // Ran or rejected before execute() returned: carry on here without suspending (no recursion).
-    return what == inline_schedule_note::none;
+    return execute_noting_inline(executor_, *this, rejection_) == settled_inline::no;
   }
   void await_resume() const {
     if (rejection_) std::rethrow_exception(rejection_);
@@ -323,19 +317,12 @@ class resume_on_awaiter final : public task {
 
  private:
   static void run(task& t) noexcept {
-    if (this_thread_schedule_note.scheduling == &t) {
-      this_thread_schedule_note.what = inline_schedule_note::ran;
-      return;
-    }
+    if (noted_inline_run(t)) return;
     resume_via_trampoline(&static_cast<resume_on_awaiter&>(t).resume_);
   }
   static void reject(task& t, std::exception_ptr why) noexcept {
     if (!why) why = std::make_exception_ptr(executor_stopped_error());
-    if (this_thread_schedule_note.scheduling == &t) {
-      this_thread_schedule_note.what = inline_schedule_note::rejected;
-      *this_thread_schedule_note.rejection = std::move(why);
-      return;
-    }
+    if (noted_inline_reject(t, why)) return;
     auto& self = static_cast<resume_on_awaiter&>(t);
     self.rejection_ = std::move(why);
     resume_via_trampoline(&self.resume_);

@@ -104,15 +104,45 @@ struct result_handler {
   outcome<U> operator()(result<T>&& r) noexcept { return invoke_to_outcome<U>(on_result, std::move(r)); }
 };
 
-// Set while a link hands itself to an executor, so that an executor that runs or rejects the task inline (before
-// execute() returns) does not recurse: the link notes it here and the drive loop carries on after execute().
-// Thread-local, so a run or reject on another thread never matches.
+// Set while a task of ours is being handed to an executor, so that an executor that runs or rejects it inline
+// (before execute() returns) does not recurse: the task notes it here and the caller carries on after execute()
+// in its own loop. Thread-local, so a run or reject on another thread never matches.
 struct inline_schedule_note {
   const task* scheduling = nullptr;
   enum : unsigned char { none, ran, rejected } what = none;
   std::exception_ptr* rejection = nullptr;  // where an inline reject leaves its error
 };
 inline constinit thread_local inline_schedule_note this_thread_schedule_note{};
+
+enum class settled_inline : unsigned char { no, ran, rejected };
+
+// Hands `t` to `ex`. If the executor ran or rejected it before execute() returned, says which (the rejection's
+// error is in `rejection`) and the caller does that work itself; otherwise the executor will, later.
+inline settled_inline execute_noting_inline(executor_ref ex, task& t, std::exception_ptr& rejection) noexcept {
+  inline_schedule_note& note = this_thread_schedule_note;
+  const inline_schedule_note saved = note;
+  note = {&t, inline_schedule_note::none, &rejection};
+  ex.execute(t);
+  const auto what = note.what;
+  note = saved;
+  if (what == inline_schedule_note::ran) return settled_inline::ran;
+  if (what == inline_schedule_note::rejected) return settled_inline::rejected;
+  return settled_inline::no;
+}
+
+// In a task's run/reject: true if `t` is being handed over right now on this thread, in which case the run (or
+// the rejection, with its error) is noted for execute_noting_inline() and the task must return at once.
+inline bool noted_inline_run(const task& t) noexcept {
+  if (this_thread_schedule_note.scheduling != &t) return false;
+  this_thread_schedule_note.what = inline_schedule_note::ran;
+  return true;
+}
+inline bool noted_inline_reject(const task& t, std::exception_ptr& why) noexcept {
+  if (this_thread_schedule_note.scheduling != &t) return false;
+  this_thread_schedule_note.what = inline_schedule_note::rejected;
+  *this_thread_schedule_note.rejection = std::move(why);
+  return true;
+}
 
 // A link's callable, destroyed as soon as it has run (Twisted drops a callback from its list before running it):
 // whatever it captured, such as a handle to the deferred it returns, must not outlive the call, or a chain whose
@@ -282,37 +312,25 @@ class link final : public state<U>, public link_task<Scheduled> {
   }
 
   step schedule() noexcept requires(Scheduled) {
-    inline_schedule_note& note = this_thread_schedule_note;
-    const inline_schedule_note saved = note;
     std::exception_ptr rejection;
-    note = {this, inline_schedule_note::none, &rejection};
-    this->executor.execute(*this);
-    const auto what = note.what;
-    note = saved;
-    if (what != inline_schedule_note::none) this->unbind();  // settled inline: the executor is done with us
-    if (what == inline_schedule_note::ran) return run_handler();
-    if (what == inline_schedule_note::rejected) return finish(failure(std::move(rejection)));
+    const settled_inline settled = execute_noting_inline(this->executor, *this, rejection);
+    if (settled != settled_inline::no) this->unbind();  // settled inline: the executor is done with us
+    if (settled == settled_inline::ran) return run_handler();
+    if (settled == settled_inline::rejected) return finish(failure(std::move(rejection)));
     return {};  // the executor will run or reject us later, elsewhere
   }
 
   static link& from_task(task& t) noexcept { return static_cast<link&>(static_cast<link_task<true>&>(t)); }
 
   static void run_task(task& t) noexcept {
-    if (this_thread_schedule_note.scheduling == &t) {
-      this_thread_schedule_note.what = inline_schedule_note::ran;
-      return;
-    }
+    if (noted_inline_run(t)) return;
     link& self = from_task(t);
     self.unbind();
     run_continuations(self.run_handler());
   }
   static void reject_task(task& t, std::exception_ptr why) noexcept {
     if (!why) why = std::make_exception_ptr(executor_stopped_error());
-    if (this_thread_schedule_note.scheduling == &t) {
-      this_thread_schedule_note.what = inline_schedule_note::rejected;
-      *this_thread_schedule_note.rejection = std::move(why);
-      return;
-    }
+    if (noted_inline_reject(t, why)) return;
     link& self = from_task(t);
     self.unbind();
     run_continuations(self.finish(failure(std::move(why))));
