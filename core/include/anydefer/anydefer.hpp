@@ -7,3 +7,4 @@
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
+#include "anydefer/std_future.hpp"
