@@ -40,11 +40,12 @@ void state_base::release(state_base* s) noexcept {
   }
 }
 
-void state_base::fail_internal(std::exception_ptr error) noexcept {
+bool state_base::fail_internal(std::exception_ptr error) noexcept {
   std::uintptr_t w = claim();
-  if ((w & claimed) != 0) return;
+  if ((w & claimed) != 0) return false;
   store_failure(std::move(error));
   run_continuations({publish(w), this});
+  return true;
 }
 
 void state_base::cancel() noexcept {

@@ -5,12 +5,7 @@
 #include <exception>
 
 #include "anydefer/executors/detail/reject.hpp"
-
-namespace anydefer::detail {
-extern int tsan_suppressions_anchor;
-// Keeps executors/src/tsan_suppressions.cpp in every static link that uses this executor.
-[[gnu::used]] static int* const keep_tsan_suppressions = &tsan_suppressions_anchor;
-}  // namespace anydefer::detail
+#include "keep_tsan_suppressions.hpp"
 
 namespace anydefer {
 namespace {

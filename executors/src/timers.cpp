@@ -22,14 +22,11 @@ class timer_state final : public detail::state<void>, public task {
 
  protected:
   void cancel_here() noexcept override {
-    if (loop_.cancel_timer(id_.load(std::memory_order_relaxed))) {
-      // Removed before it fired: the task is ours again, so is the reactor's reference.
-      fail_internal(std::make_exception_ptr(cancelled_error()));
-      release(this);
-      return;
-    }
-    // Due already (or firing right now): fail it now; the task finds it claimed and does nothing.
+    // Removed before it fired: the task is ours again, and so is the reactor's reference. Otherwise the timer is
+    // due (or firing right now): failing it now means the task finds it claimed and does nothing.
+    const bool removed = loop_.cancel_timer(id_.load(std::memory_order_relaxed));
     fail_internal(std::make_exception_ptr(cancelled_error()));
+    if (removed) release(this);
   }
 
  private:

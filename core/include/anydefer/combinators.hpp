@@ -131,31 +131,40 @@ std::pair<deferred<Out>, std::shared_ptr<Core>> make_combinator(std::source_loca
   return {access::adopt<Out>(out), std::move(core)};
 }
 
-// Makes the core able to cancel every input (through references, not handles, so an abandoned input is still
-// detected), then attaches handler(i) as each input's consumer. The two passes keep cancellers_ immutable once an
-// input can fire.
+// Lets the core cancel `input`, through a reference, not a handle (so an abandoned input is still detected).
+// Every input is registered before any is attached, which keeps cancellers_ immutable once an input can fire.
+template <class Core, class T>
+void add_input_canceller(Core& core, const deferred<T>& input) {
+  auto ref = std::make_shared<state_ref<T>>(access::state_of(input));
+  core.cancellers_.push_back([ref] {
+    if (ref->get() != nullptr) ref->get()->cancel();
+  });
+}
+
+// Attaches make_handler() as `input`'s consumer. An empty input, or one that already has a consumer, is handed to
+// a handler as that failure instead.
+template <class T, class MakeHandler>
+void attach_input(const deferred<T>& input, MakeHandler&& make_handler, std::source_location loc) {
+  if (!input.valid()) {
+    make_handler()(result<T>(failure::of(empty_deferred_error())));
+    return;
+  }
+  try {
+    (void)input.add_both(make_handler(), loc);
+  } catch (const already_continued_error&) {
+    make_handler()(result<T>(failure::current()));
+  }
+}
+
+// Registers every input's canceller, then attaches make_handler(i) as input i's consumer.
 template <class T, class Core, class MakeHandler>
 void consume_inputs(Core& core, const std::vector<deferred<T>>& inputs, MakeHandler make_handler,
                     std::source_location loc) {
   core.cancellers_.reserve(inputs.size());
-  for (const deferred<T>& input : inputs) {
-    auto ref = std::make_shared<state_ref<T>>(access::state_of(input));
-    core.cancellers_.push_back([ref] {
-      if (ref->get() != nullptr) ref->get()->cancel();
-    });
-  }
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    auto handler = make_handler(i);
-    if (!inputs[i].valid()) {
-      handler(result<T>(failure::of(empty_deferred_error())));
-      continue;
-    }
-    try {
-      (void)inputs[i].add_both(std::move(handler), loc);
-    } catch (const already_continued_error&) {
-      make_handler(i)(result<T>(failure::current()));
-    }
-  }
+  for (const deferred<T>& input : inputs) add_input_canceller(core, input);
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    attach_input(
+        inputs[i], [&] { return make_handler(i); }, loc);
 }
 
 template <class T>
@@ -264,33 +273,25 @@ auto gather(const deferred<Ts>&... inputs) {
     if (c->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1 || !c->claim_fire()) return;
     c->deliver_value(std::apply([](auto&... v) { return out_t(std::move(*v)...); }, c->values));
   };
-  // Cancellers first, for every input, before any input can fire (as consume_inputs does for a range).
-  (core->cancellers_.push_back([ref = std::make_shared<detail::state_ref<Ts>>(detail::access::state_of(inputs))] {
-    if (ref->get() != nullptr) ref->get()->cancel();
-  }),
-   ...);
+  (detail::add_input_canceller(*core, inputs), ...);  // every canceller first, as consume_inputs does
   auto attach = [&]<std::size_t I, class T>(std::integral_constant<std::size_t, I>, const deferred<T>& input) {
-    auto handler = [core = core, finish_one](result<T>&& r) {
-      if (r.has_failure()) {
-        core->fire_failure(std::make_exception_ptr(first_error(I, r.error())));
-        return;
-      }
-      if constexpr (std::is_void_v<T>) {
-        std::get<I>(core->values).emplace();
-      } else {
-        std::get<I>(core->values).emplace(std::move(r).value());
-      }
-      finish_one();
-    };
-    if (!input.valid()) {
-      handler(result<T>(failure::of(empty_deferred_error())));
-      return;
-    }
-    try {
-      (void)input.add_both(std::move(handler));
-    } catch (const already_continued_error&) {
-      core->fire_failure(std::make_exception_ptr(first_error(I, failure::current())));
-    }
+    detail::attach_input(
+        input,
+        [&] {
+          return [core = core, finish_one](result<T>&& r) {
+            if (r.has_failure()) {
+              core->fire_failure(std::make_exception_ptr(first_error(I, r.error())));
+              return;
+            }
+            if constexpr (std::is_void_v<T>) {
+              std::get<I>(core->values).emplace();
+            } else {
+              std::get<I>(core->values).emplace(std::move(r).value());
+            }
+            finish_one();
+          };
+        },
+        std::source_location::current());
   };
   [&]<std::size_t... I>(std::index_sequence<I...>) { (attach(std::integral_constant<std::size_t, I>{}, inputs), ...); }
   (std::index_sequence_for<Ts...>{});

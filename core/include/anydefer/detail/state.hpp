@@ -231,8 +231,9 @@ class state_base : public continuation {
   // Blocks until the result is ready (or the deadline, a std::chrono::steady_clock::time_point*, passes).
   bool wait_ready(const void* deadline) { return wait_ready_until(word_, deadline); }
 
-  // Fails the state with `error` unless it already has a result; runs its continuations.
-  void fail_internal(std::exception_ptr error) noexcept;
+  // Fails the state with `error` unless it already has a result; runs its continuations. Returns false if the
+  // state had already been claimed.
+  bool fail_internal(std::exception_ptr error) noexcept;
 
   // --- cancellation ----------------------------------------------------------------------------------------
   // Cancels what this chain waits on: walks down "what am I waiting on" to the deepest unfired state and
@@ -340,13 +341,7 @@ class state : public state_base {
   }
 
   // The same for a failure.
-  bool fire_failure(std::exception_ptr error) noexcept {
-    std::uintptr_t w = claim();
-    if ((w & claimed) != 0) return false;
-    store_failure(std::move(error));
-    run_continuations({publish(w), this});
-    return true;
-  }
+  bool fire_failure(std::exception_ptr error) noexcept { return fail_internal(std::move(error)); }
 
  protected:
   void report_if_unhandled() noexcept override {
