@@ -5,6 +5,7 @@
 //   anydefer_execute  thread_pool::execute(task&) with caller-owned task nodes (the executor alone)
 //   anydefer_submit   anydefer::submit(pool, f): a deferred per task, dropped (the everyday API)
 //   raw_moodycamel    moodycamel::ConcurrentQueue enqueue, one consumer thread spinning on try_dequeue
+//   raw_moodycamel_pool_sized  the same with as many consumer threads as the pool has workers
 //   onetbb_enqueue    tbb::task_arena::enqueue into an arena of the machine's hardware threads
 //   asio_post         asio::io_context run by as many threads as the machine has, asio::post
 // Consumers: the pool, the TBB arena and Asio get the machine's hardware threads; moodycamel gets one.
@@ -91,27 +92,32 @@ void throughput_anydefer_submit(benchmark::State& state) {
   set_counters(state);
 }
 
-void throughput_raw_moodycamel(benchmark::State& state) {
+// `consumers` threads spin on try_dequeue (yielding when idle, as the pool's workers do).
+void raw_moodycamel(benchmark::State& state, unsigned consumers) {
   const int producers = static_cast<int>(state.range(0));
   moodycamel::ConcurrentQueue<anydefer::task*> queue;
   std::atomic<bool> stop{false};
   bench::sharded_counter done;
   std::vector<counting_task> tasks(kTasks);
   for (auto& t : tasks) t.counter = &done;
-  std::thread consumer([&] {
-    anydefer::task* t = nullptr;
-    int idle = 0;
-    while (!stop.load(std::memory_order_relaxed)) {
-      if (queue.try_dequeue(t)) {
-        t->run();
-        idle = 0;
-      } else if (++idle < 64) {
-        bench::cpu_relax();
-      } else {
-        std::this_thread::yield();  // two cores: let the producer run
+  std::vector<std::thread> consumer_threads;
+  for (unsigned c = 0; c < consumers; ++c) {
+    consumer_threads.emplace_back([&] {
+      moodycamel::ConsumerToken token(queue);
+      anydefer::task* t = nullptr;
+      int idle = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (queue.try_dequeue(token, t)) {
+          t->run();
+          idle = 0;
+        } else if (++idle < 64) {
+          bench::cpu_relax();
+        } else {
+          std::this_thread::yield();  // two cores: let the producer run
+        }
       }
-    }
-  });
+    });
+  }
   std::int64_t target = 0;
   for (auto _ : state) {
     produce(producers, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
@@ -119,9 +125,12 @@ void throughput_raw_moodycamel(benchmark::State& state) {
     done.wait_for(target);
   }
   stop.store(true, std::memory_order_relaxed);
-  consumer.join();
+  for (auto& c : consumer_threads) c.join();
   set_counters(state);
 }
+
+void throughput_raw_moodycamel(benchmark::State& state) { raw_moodycamel(state, 1); }
+void throughput_raw_moodycamel_pool_sized(benchmark::State& state) { raw_moodycamel(state, hardware_threads()); }
 
 void throughput_onetbb_enqueue(benchmark::State& state) {
   const int producers = static_cast<int>(state.range(0));
@@ -165,6 +174,7 @@ void producers(benchmark::internal::Benchmark* b) {
 BENCHMARK(throughput_anydefer_execute)->Name("BM_ExternalPost/anydefer_execute")->Apply(producers);
 BENCHMARK(throughput_anydefer_submit)->Name("BM_ExternalPost/anydefer_submit")->Apply(producers);
 BENCHMARK(throughput_raw_moodycamel)->Name("BM_ExternalPost/raw_moodycamel")->Apply(producers);
+BENCHMARK(throughput_raw_moodycamel_pool_sized)->Name("BM_ExternalPost/raw_moodycamel_pool_sized")->Apply(producers);
 BENCHMARK(throughput_onetbb_enqueue)->Name("BM_ExternalPost/onetbb_enqueue")->Apply(producers);
 BENCHMARK(throughput_asio_post)->Name("BM_ExternalPost/asio_post")->Apply(producers);
 

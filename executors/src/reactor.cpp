@@ -20,8 +20,8 @@
 
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/detail/admission_gate.hpp"
+#include "anydefer/executors/detail/asymmetric_fence.hpp"
 #include "anydefer/executors/detail/cpu_relax.hpp"
-#include "anydefer/executors/detail/fence.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
 #include "anydefer/executors/detail/reject.hpp"
 #include "anydefer/executors/detail/task_fifo.hpp"
@@ -71,13 +71,11 @@ struct reactor::impl {
     wait_policy* previous_policy_;
   };
 
-  static void wake_hook(void* self) noexcept { static_cast<impl*>(self)->wake(); }
-
   // Producer side of the sleep protocol (reactor.hpp): called after publishing work or a change of state.
   void wake() noexcept {
-    // seq_cst fence: the publication before this call is ordered before the read of `sleeping` (the producer
-    // half of the Dekker pair with sleep()).
-    detail::fence(std::memory_order_seq_cst);
+    // The publication before this call is ordered before the read of `sleeping` (the producer half of the
+    // Dekker pair with sleep(); the light side, since it runs on every post: detail/asymmetric_fence.hpp).
+    detail::light_fence();
     // relaxed: ordered by the fence. The exchange lets only one producer pay for the write per sleep.
     if (!sleeping.load(std::memory_order_relaxed)) return;
     if (!sleeping.exchange(false, std::memory_order_relaxed)) return;
@@ -87,17 +85,18 @@ struct reactor::impl {
   }
 
   // Loop side of the sleep protocol: announce, re-check, then block until the eventfd is written or the next
-  // timer is due. `draining`: waiting for the last in-flight execute() after stop instead of for timers.
-  void sleep(bool draining) noexcept {
+  // timer is due.
+  void sleep() noexcept {
     sleeping.store(true, std::memory_order_relaxed);
-    // seq_cst fence: the announcement is ordered before the re-checks below (the loop half of the Dekker pair).
-    detail::fence(std::memory_order_seq_cst);
+    // The announcement is ordered before the re-checks below (the loop half of the Dekker pair, the heavy side:
+    // the loop is about to make a system call anyway).
+    detail::heavy_fence();
     std::optional<time_point> deadline;
-    if (!draining) {
+    {
       std::lock_guard<std::mutex> lock(timer_mutex);  // a timer added after this wakes us (schedule_at)
       deadline = timers.next_deadline();
     }
-    bool skip = !inbox.empty() || (draining ? gate.drained() : gate.closed());
+    bool skip = !inbox.empty() || gate.closed();
     if (!skip && deadline && *deadline <= clock::now()) skip = true;
     if (!skip) {
       pollfd fd{event_fd, POLLIN, 0};
@@ -177,7 +176,8 @@ struct reactor::impl {
       // drained(): no execute() from another thread is in flight and none will be accepted again, and all those
       // accepted are in the inbox by now (acquire, see admission_gate.hpp).
       if (!gate.drained()) {
-        sleep(true);  // the last in-flight execute() wakes us through the gate's hook
+        // An execute() is between try_enter() and leave(), a matter of nanoseconds; nobody would wake a sleep.
+        std::this_thread::yield();
         continue;
       }
       collect_inbox();
@@ -201,7 +201,7 @@ struct reactor::impl {
     loop_scope scope(*this);
     while (!gate.closed()) {
       iterate();
-      if (ready.empty() && !spin_for_inbox()) sleep(false);
+      if (ready.empty() && !spin_for_inbox()) sleep();
     }
     finish();
   }
@@ -212,7 +212,7 @@ struct reactor::impl {
   detail::task_fifo ready;  // loop thread only
   detail::intrusive_inbox inbox;
   std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
-  detail::admission_gate gate{&impl::wake_hook, this};
+  detail::admission_gate gate;
 
   std::mutex timer_mutex;
   detail::timer_heap timers;            // guarded by timer_mutex

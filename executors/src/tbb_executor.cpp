@@ -29,27 +29,34 @@ void tbb_executor::execute(task& t) noexcept {
     detail::reject_stopped(t, "tbb_executor");
     return;
   }
+  // relaxed: counted before the enqueue that publishes the task; stop() reads it only after the gate drained,
+  // whose acquire makes this increment visible.
+  unfinished_.fetch_add(1, std::memory_order_relaxed);
   try {
-    // The gate stays held until the task has run: the functor leaves it, so stop() waits for the task.
     arena_.enqueue([this, &t] {
       const tbb_executor* const outer = running_for;
       running_for = this;
       t.run();
       running_for = outer;
-      gate_.leave();  // last action: after it the executor may be destroyed
+      // release: the task's effects are visible to stop(). Last action: after it the executor may be destroyed.
+      unfinished_.fetch_sub(1, std::memory_order_release);
     });
   } catch (...) {
-    t.reject(std::current_exception());
+    unfinished_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: never ran, nothing to publish
     gate_.leave();
+    t.reject(std::current_exception());
+    return;
   }
+  gate_.leave();
 }
 
 void tbb_executor::stop() noexcept {
-  if (running_for == this) {
-    gate_.close();
-    return;
-  }
-  gate_.close_and_wait();
+  gate_.close();
+  if (running_for == this) return;  // cannot wait for itself; see tbb_executor.hpp
+  gate_.wait_drained();
+  // acquire: pairs with each task's release decrement. Tasks run for as long as they run: poll with backoff.
+  detail::admission_gate::backoff pause;
+  while (unfinished_.load(std::memory_order_acquire) != 0) pause.wait();
 }
 
 }  // namespace anydefer

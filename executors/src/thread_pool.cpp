@@ -56,7 +56,8 @@ std::exception_ptr bad_alloc_error() noexcept {
 struct thread_pool::impl {
   // One worker: its deque, its thread, and the wait policy its thread uses.
   struct alignas(64) worker final : wait_policy {
-    worker(impl& p, std::size_t i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
+    worker(impl& p, std::size_t i)
+        : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)), injection_token(p.injection) {}
 
     // Runs one task: own deque (LIFO end) first, else the oldest task of another worker or of the injection
     // queue. Bounded nesting: see thread_pool.hpp.
@@ -64,7 +65,7 @@ struct thread_pool::impl {
       if (this_worker.help_depth >= max_help_depth) return false;
       task* t = deque.pop();
       if (t == nullptr) t = pool.steal_from_others(*this);
-      if (t == nullptr) t = pool.take_injected();
+      if (t == nullptr) t = pool.take_injected(*this);
       if (t == nullptr) return false;
       ++this_worker.help_depth;
       t->run();
@@ -84,6 +85,8 @@ struct thread_pool::impl {
     std::uint64_t rng;
     unsigned tick = 0;
     detail::work_stealing_deque<task*> deque;
+    // Remembers which producer's sub-queue this worker last took from, so a dequeue does not rescan them all.
+    moodycamel::ConsumerToken injection_token;
     std::thread thread;
   };
 
@@ -92,11 +95,9 @@ struct thread_pool::impl {
     for (std::size_t i = 0; i < threads; ++i) workers.push_back(std::make_unique<worker>(*this, i));
   }
 
-  static void wake_everyone(void* self) noexcept { static_cast<impl*>(self)->parking.notify_all(); }
-
-  task* take_injected() noexcept {
+  task* take_injected(worker& w) noexcept {
     task* t = nullptr;
-    return injection.try_dequeue(t) ? t : nullptr;
+    return injection.try_dequeue(w.injection_token, t) ? t : nullptr;
   }
 
   task* steal_from_others(worker& self) noexcept {
@@ -113,10 +114,10 @@ struct thread_pool::impl {
 
   task* find_task(worker& w) noexcept {
     if (++w.tick % kInjectionInterval == 0) {
-      if (task* t = take_injected()) return t;
+      if (task* t = take_injected(w)) return t;
     }
     if (task* t = w.deque.pop()) return t;
-    if (task* t = take_injected()) return t;
+    if (task* t = take_injected(w)) return t;
     return steal_from_others(w);
   }
 
@@ -150,21 +151,26 @@ struct thread_pool::impl {
         t->run();
         continue;
       }
-      // drained() (acquire, under the gate's lock) means no outside execute() can enqueue any more and every
-      // enqueue that was accepted is visible now; if the queues are empty after that, nothing is left for this
-      // worker. Work that running tasks put on other workers' deques is run by those workers, which drain their
-      // own deques before exiting.
-      if (gate.drained()) {
-        if ((t = find_task(w)) != nullptr || injection.size_approx() != 0) {
-          parking.cancel_wait();
-          if (t != nullptr) t->run();
+      if (gate.closed()) {
+        // Stopping: never park again (nobody wakes a worker when the last in-flight execute() leaves the gate).
+        parking.cancel_wait();
+        // drained() means no outside execute() can enqueue any more and every enqueue that was accepted is
+        // visible now; if the queues are empty after that, nothing is left for this worker. Work that running
+        // tasks put on other workers' deques is run by those workers, which drain their own deques before
+        // exiting.
+        if (!gate.drained()) {
+          std::this_thread::yield();  // an execute() is between try_enter() and leave(): nanoseconds
           continue;
         }
-        parking.cancel_wait();
+        if ((t = find_task(w)) != nullptr) {
+          t->run();
+          continue;
+        }
+        if (injection.size_approx() != 0) continue;
         break;
       }
-      // Woken by: an outside submission (notify_one), a worker with surplus work (notify_one), stop() or the
-      // last in-flight execute() after stop (notify_all).
+      // Woken by: an outside submission (notify_one), a worker with surplus work (notify_one), or stop()
+      // (notify_all).
       parking.commit_wait(key);
     }
     set_thread_wait_policy(previous_policy);
@@ -192,7 +198,7 @@ struct thread_pool::impl {
   std::vector<std::unique_ptr<worker>> workers;
   moodycamel::ConcurrentQueue<task*> injection;
   detail::event_count parking;
-  detail::admission_gate gate{&impl::wake_everyone, this};
+  detail::admission_gate gate;
   std::mutex join_mutex;  // serialises concurrent stop() calls that join
 };
 
@@ -234,11 +240,12 @@ void thread_pool::execute(task& t) noexcept {
     detail::reject_stopped(t, "thread_pool");
     return;
   }
-  if (p.injection.enqueue(&t)) {
-    p.parking.notify_one();
-  } else {
-    t.reject(bad_alloc_error());
+  if (!p.injection.enqueue(&t)) {
+    p.gate.leave();
+    t.reject(bad_alloc_error());  // after leaving: rejecting runs the owner's code, which may post again
+    return;
   }
+  p.parking.notify_one();
   p.gate.leave();
 }
 

@@ -27,8 +27,9 @@
 // ppoll() on an eventfd, with the next timer's deadline as the timeout; it uses
 // no CPU. A producer that pushes onto an empty inbox, or schedules a timer, writes the eventfd only if the loop
 // announced it is going to sleep. The loop announces, then re-checks the inbox (and the stop state) before it
-// sleeps; both sides put a seq_cst fence between their write and their read, so either the producer sees the
-// announcement and wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost.
+// sleeps; both sides put a fence between their write and their read (a heavy one on the loop's side, a compiler
+// barrier on the producer's: detail/asymmetric_fence.hpp), so either the producer sees the announcement and
+// wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost.
 //
 // Timers: schedule_after()/schedule_at() may be called from any thread; cancel_timer() too. Timers live in a
 // binary heap guarded by a small mutex (uncontended when only the loop thread uses timers); that is what lets

@@ -19,6 +19,9 @@
 
 #include <oneapi/tbb/task_arena.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/detail/admission_gate.hpp"
 #include "anydefer/executors/detail/bound_links.hpp"
@@ -53,8 +56,8 @@ class tbb_executor {
  private:
   detail::bound_links bound_links_;
   tbb::task_arena arena_;
-  // Holders: execute() calls in flight plus accepted tasks not yet finished, so "drained" means all ran.
-  detail::admission_gate gate_;
+  detail::admission_gate gate_;              // execute() calls in flight
+  std::atomic<std::int64_t> unfinished_{0};  // accepted tasks that have not finished running
 };
 
 static_assert(executor<tbb_executor>);

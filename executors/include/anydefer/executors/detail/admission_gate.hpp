@@ -1,5 +1,5 @@
-// anydefer/executors/detail/admission_gate.hpp: "accepting work" as one atomic word, so stop() never races a
-// concurrent execute() into losing a task.
+// anydefer/executors/detail/admission_gate.hpp: "accepting work" for an executor, so stop() never races a
+// concurrent execute() into losing a task, at the price of two plain stores and no fence per execute().
 //
 // An executor's execute() enters the gate before it enqueues and leaves after. stop() closes the gate. Once the
 // gate is closed and empty (drained()), no execute() can ever enqueue again, and every one that did has
@@ -7,107 +7,155 @@
 //
 //   if (!gate.try_enter()) { reject(t); return; }    // closed: refuse inline
 //   queue.push(t);
-//   gate.leave();   // the last holder after close calls the gate's on_drained hook (e.g. "wake consumers")
+//   wake_consumer();
+//   gate.leave();   // the last touch of the executor by this execute()
 //
-// The word is (holders << 1) | closed. try_enter() is one fetch_add; leave() one CAS, except for the last holder
-// after close, which takes a mutex for its decrement and its callback. drained() takes the same mutex, so when
-// it returns true no leave() is still touching the executor: the executor may then be destroyed (provided, as
-// every executor documents, nobody calls execute() on it any more).
+// A holder is recorded in its own thread's record, not in the gate: every thread that ever enters a gate owns a
+// thread_local record (linked into one process-wide registry while the thread lives) that says which gate it
+// is inside, if any. Entering is a store to that record, a light fence (detail/asymmetric_fence.hpp) and a
+// load of the gate's closed flag; leaving is a store. Nothing shared is written, so producers on different
+// cores never contend, and the closed flag, written once, stays in every producer's cache.
 //
-// Thread-safety: all members are thread-safe. Never allocates.
+// Why nothing is lost: try_enter() is "store record = gate; light fence; load closed"; drained() is "load
+// closed (seq_cst) == true; heavy fence; load every record". Read as seq_cst fences (as the heavy/light pair
+// acts), either the producer's fence precedes the drainer's in their total order, and the drainer's scan sees
+// the record (or its later reset), or the drainer's fence comes first, and then so does the close (the drainer
+// read it seq_cst before its fence), so the producer's load sees the gate closed and backs out. leave() resets
+// the record with release and the scan reads with acquire, so what a holder enqueued is visible to whoever sees
+// drained(). leave() touches nothing after that store: once drained() is true, no execute() is still inside the
+// executor, and it may be destroyed (provided, as every executor documents, nobody calls execute() on it any
+// more).
+//
+// Limits: a thread is inside at most one gate at a time (execute() runs no user code while inside), and leaves
+// on the thread it entered on. Draining is polled: nobody is woken when the last holder leaves (a wake-up would
+// have to touch the executor after the leave). Holders are execute() calls, a few hundred nanoseconds, so a
+// consumer that finds the gate closed but not drained yields and looks again; wait_drained() backs off to
+// short sleeps. drained() costs a heavy fence and a scan under the registry's mutex: call it only once closed.
+//
+// Thread-safety: all members are thread-safe. A thread's first try_enter() takes the registry's mutex once to
+// link its record; otherwise lock-free. Never allocates.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <cstdint>
+#include <chrono>
 #include <mutex>
+#include <thread>
+
+#include "anydefer/executors/detail/asymmetric_fence.hpp"
 
 namespace anydefer::detail {
 
-class admission_gate {
+class admission_gate;
+
+// Every thread that entered a gate, while it lives: which gate it is inside right now, if any.
+class gate_thread_record {
  public:
-  // `on_drained(context)` runs, under the gate's lock, when the last holder leaves a closed gate: the hook to
-  // wake consumers that wait for drained(). It must not call back into the gate.
-  using hook = void (*)(void* context) noexcept;
-  explicit admission_gate(hook on_drained = nullptr, void* context = nullptr) noexcept
-      : on_drained_(on_drained), context_(context) {}
+  gate_thread_record() noexcept;
+  gate_thread_record(const gate_thread_record&) = delete;
+  gate_thread_record& operator=(const gate_thread_record&) = delete;
+  ~gate_thread_record();
+
+  static gate_thread_record& of_this_thread() noexcept {
+    thread_local gate_thread_record mine;
+    return mine;
+  }
+
+  // True if some live thread is inside `gate` right now (acquire: see the file comment). Takes the registry's
+  // mutex.
+  static bool anyone_inside(const admission_gate* gate) noexcept;
+
+  std::atomic<const admission_gate*> inside{nullptr};
+
+ private:
+  gate_thread_record* next_ = nullptr;  // registry list, guarded by its mutex
+  gate_thread_record* prev_ = nullptr;
+};
+
+// A cache line of its own: the closed flag is read by every execute() and must not share a line with anything
+// written on the hot path.
+class alignas(64) admission_gate {
+ public:
+  admission_gate() noexcept { enable_asymmetric_fences(); }
   admission_gate(const admission_gate&) = delete;
   admission_gate& operator=(const admission_gate&) = delete;
 
-  // Enters unless closed. Returns false (without entering) if closed. Thread-safe. Lock-free unless the gate is
-  // closed. Never allocates.
+  // Enters unless closed. Returns false (without entering) if closed. Thread-safe. Lock-free after the thread's
+  // first call. Never allocates.
   bool try_enter() noexcept {
-    // relaxed: whether we see the closed bit is decided by the modification order of state_ alone (close()'s
-    // fetch_or and this fetch_add are RMWs on the same word); the data hand-off is ordered by leave()'s release.
-    const std::uint64_t prev = state_.fetch_add(kOne, std::memory_order_relaxed);
-    if ((prev & kClosed) != 0) {
-      leave();
+    gate_thread_record& record = gate_thread_record::of_this_thread();
+    // relaxed store, light fence, relaxed load: the producer half of the pair in the file comment.
+    record.inside.store(this, std::memory_order_relaxed);
+    light_fence();
+    if (closed_.load(std::memory_order_relaxed)) {
+      // relaxed: a refused entry published nothing; a drainer that saw it only looks again.
+      record.inside.store(nullptr, std::memory_order_relaxed);
       return false;
     }
     return true;
   }
 
-  // Leaves after try_enter() returned true (or internally after a refused one). If the gate is closed and this
-  // was the last holder, runs the on_drained hook under the gate's lock, before drained() can return true.
-  // Thread-safe. Never allocates.
+  // Leaves after try_enter() returned true, on the same thread. Touches nothing of the gate. Thread-safe.
+  // Never allocates.
   void leave() noexcept {
-    // relaxed: only a starting guess for the CAS loop.
-    std::uint64_t s = state_.load(std::memory_order_relaxed);
-    for (;;) {
-      if (s == (kClosed | kOne)) {  // possibly the last holder after close: decrement under the lock
-        std::lock_guard<std::mutex> lock(mutex_);
-        // release: everything this holder enqueued is visible to whoever acquires the drained state.
-        if (state_.fetch_sub(kOne, std::memory_order_release) == (kClosed | kOne)) {
-          if (on_drained_ != nullptr) on_drained_(context_);
-          drained_cv_.notify_all();
-        }
-        return;
-      }
-      // release (success): as above, the enqueue before leave() happens-before an acquire of the new count.
-      // relaxed (failure): we only retry with the fresh value.
-      if (state_.compare_exchange_weak(s, s - kOne, std::memory_order_release, std::memory_order_relaxed)) return;
-    }
+    // release: what this holder did before leaving is visible to whoever sees drained().
+    gate_thread_record::of_this_thread().inside.store(nullptr, std::memory_order_release);
   }
 
   // Closes the gate: every later try_enter() fails. Idempotent. Thread-safe. Never allocates.
   void close() noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
-    // acq_rel: release so close() is ordered before what the closer does next; acquire to see holders' work.
-    state_.fetch_or(kClosed, std::memory_order_acq_rel);
+    // seq_cst: drained()'s seq_cst load of the flag orders the close before its heavy fence (file comment).
+    closed_.store(true, std::memory_order_seq_cst);
   }
 
   // True once close() was called. Thread-safe. Never allocates.
   bool closed() const noexcept {
     // acquire: a caller that sees the gate closed also sees what the closer did before closing.
-    return (state_.load(std::memory_order_acquire) & kClosed) != 0;
+    return closed_.load(std::memory_order_acquire);
   }
 
-  // True if the gate is closed and nobody holds it: no execute() is enqueueing and none ever will again.
-  // Thread-safe. Never allocates.
+  // True if the gate is closed and nobody is inside: no execute() is enqueueing and none ever will again.
+  // A system call and a mutex: call it only once closed() (it returns false at once before). Thread-safe.
   bool drained() const noexcept {
-    if (!closed()) return false;
-    std::lock_guard<std::mutex> lock(mutex_);
-    // acquire: pairs with the holders' release decrements, so all their enqueues are visible to the caller.
-    return state_.load(std::memory_order_acquire) == kClosed;
+    // seq_cst: see the file comment.
+    if (!closed_.load(std::memory_order_seq_cst)) return false;
+    heavy_fence();
+    return !gate_thread_record::anyone_inside(this);
   }
 
-  // Closes the gate, then blocks until it is drained. Thread-safe.
-  void close_and_wait() noexcept {
-    std::unique_lock<std::mutex> lock(mutex_);
-    state_.fetch_or(kClosed, std::memory_order_acq_rel);  // acq_rel: as in close()
-    // acquire: as in drained().
-    drained_cv_.wait(lock, [this] { return state_.load(std::memory_order_acquire) == kClosed; });
+  // Blocks until drained(), after close() (by anyone). Yields at first, then sleeps in growing steps up to a
+  // millisecond. Thread-safe.
+  void wait_drained() const noexcept {
+    backoff pause;
+    while (!drained()) pause.wait();
   }
+
+  // Closes, then wait_drained(). Thread-safe.
+  void close_and_wait() noexcept {
+    close();
+    wait_drained();
+  }
+
+  // Polling with a growing pause: yields for the first rounds, then sleeps from 10 us up to 1 ms.
+  class backoff {
+   public:
+    void wait() noexcept {
+      if (rounds_ < 64) {
+        ++rounds_;
+        std::this_thread::yield();
+        return;
+      }
+      std::this_thread::sleep_for(pause_);
+      pause_ = std::min(pause_ * 2, std::chrono::microseconds{1000});
+    }
+
+   private:
+    int rounds_ = 0;
+    std::chrono::microseconds pause_{10};
+  };
 
  private:
-  static constexpr std::uint64_t kClosed = 1;
-  static constexpr std::uint64_t kOne = 2;
-
-  std::atomic<std::uint64_t> state_{0};
-  mutable std::mutex mutex_;
-  std::condition_variable drained_cv_;
-  hook on_drained_;
-  void* context_;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace anydefer::detail

@@ -1,7 +1,7 @@
 // anydefer/executors/detail/event_count.hpp: how idle thread_pool workers sleep without losing a wake-up.
 //
 // An event count turns "wait until some condition holds" into a protocol that a lock-free producer can signal
-// with one fence and one load when nobody sleeps:
+// with one load and no fence when nobody sleeps:
 //
 //   // waiter (an idle worker)                     // notifier (whoever made work available)
 //   auto key = ec.prepare_wait();                   queue.push(t);
@@ -13,7 +13,10 @@
 //
 // Why no wake-up is lost: prepare_wait() registers the waiter (waiters_ + 1) and then reads the epoch; a
 // notifier publishes its work and then reads waiters_. Both sides separate their write from their read by a
-// seq_cst fence (Dekker's pattern), so at least one side sees the other's write:
+// fence (Dekker's pattern), so at least one side sees the other's write. The waiter's is heavy_fence() and the
+// notifier's light_fence() (detail/asymmetric_fence.hpp): a notifier runs on every post, a waiter only when it
+// is about to sleep, so the system call lands on the side that is about to make one anyway. In the argument
+// below the pair acts as two seq_cst fences:
 //   - the notifier sees waiters_ > 0: it advances the epoch and wakes a sleeper. If that happened before the
 //     waiter read the epoch, the waiter read the new epoch, which the notifier wrote after publishing the work,
 //     so the waiter's re-check finds the work. Otherwise commit_wait(key) sees epoch != key and returns (or is
@@ -30,7 +33,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "anydefer/executors/detail/fence.hpp"
+#include "anydefer/executors/detail/asymmetric_fence.hpp"
 
 namespace anydefer::detail {
 
@@ -41,10 +44,10 @@ class event_count {
   // Registers the caller as about to sleep and returns the epoch to pass to commit_wait(). Must be followed by
   // exactly one cancel_wait() or commit_wait(). Thread-safe. Never allocates.
   key prepare_wait() noexcept {
-    // seq_cst RMW + fence: the registration must be ordered before the caller's re-check of its condition
-    // (the waiter half of the Dekker pair described above).
+    // seq_cst RMW + heavy fence: the registration must be ordered before the caller's re-check of its
+    // condition (the waiter half of the Dekker pair described above).
     waiters_.fetch_add(1, std::memory_order_seq_cst);
-    fence(std::memory_order_seq_cst);
+    heavy_fence();
     // acquire: if this reads a notifier's epoch increment, the work it published before it is visible.
     return epoch_.load(std::memory_order_acquire);
   }
@@ -62,7 +65,7 @@ class event_count {
     waiters_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
   }
 
-  // Wakes one sleeper, if any; costs a fence and a load when none is registered. Call after publishing work.
+  // Wakes one sleeper, if any; costs a load when none is registered. Call after publishing work.
   // Thread-safe. Never allocates.
   void notify_one() noexcept { notify(false); }
 
@@ -74,9 +77,9 @@ class event_count {
 
  private:
   void notify(bool all) noexcept {
-    // seq_cst fence: the caller's publication of work is ordered before the read of waiters_ (the notifier half
-    // of the Dekker pair).
-    fence(std::memory_order_seq_cst);
+    // The caller's publication of work is ordered before the read of waiters_ (the notifier half of the Dekker
+    // pair).
+    light_fence();
     if (waiters_.load(std::memory_order_relaxed) == 0) return;  // relaxed: ordered by the fence above
     // release: a waiter that reads the new epoch (prepare_wait's or commit_wait's acquire) sees the work.
     epoch_.fetch_add(1, std::memory_order_release);
