@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <cstddef>
+#include <mutex>
 #include <new>
+#include <type_traits>
 
 namespace anydefer::detail {
 namespace {
@@ -14,10 +16,52 @@ namespace {
 constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 16;             // 16 .. 256 bytes; larger states go straight to the heap
 constexpr std::size_t kMaxCachedPerClass = 256;  // bounds what one thread keeps: at most 256 * 136 B average
+                                                 // per class; also the size of a depot batch (below)
 
 struct free_block {
   free_block* next;
+  free_block* next_batch;  // the depot's link between batches, in a batch's first block (blocks are >= 16 B)
 };
+
+// Where a thread puts a full class when it frees yet another block of it, and where a thread whose class ran
+// empty looks before the global heap: whole batches of kMaxCachedPerClass blocks, so the lock is taken once per
+// batch. This is what makes a producer/consumer pair cheap: states made on one thread and freed on another
+// (every post to a pool through submit()) would otherwise fill the consumer's cache and drain the producer's,
+// and go through the global heap, whose cross-thread frees contend on its arena lock.
+constexpr std::size_t kMaxDepotBatches = 16;  // per class: bounds what the depot holds
+
+struct class_depot {
+  std::mutex mutex;
+  free_block* batches = nullptr;     // guarded by mutex
+  std::size_t batch_count = 0;       // guarded by mutex
+  std::atomic<std::size_t> hint{0};  // batch_count, readable without the lock (relaxed: a hint)
+};
+// constinit and trivially destructible: valid for every thread_local destructor, including at exit.
+constinit class_depot depot[kClasses];
+static_assert(std::is_trivially_destructible_v<class_depot>);
+
+// Takes a batch for class c, or nullptr. On success the batch holds kMaxCachedPerClass blocks.
+free_block* take_batch(std::size_t c) noexcept {
+  class_depot& d = depot[c];
+  if (d.hint.load(std::memory_order_relaxed) == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(d.mutex);
+  free_block* b = d.batches;
+  if (b == nullptr) return nullptr;
+  d.batches = b->next_batch;
+  d.hint.store(--d.batch_count, std::memory_order_relaxed);
+  return b;
+}
+
+// Gives a full batch of class c to the depot; false if the depot is full (the caller keeps it).
+bool give_batch(std::size_t c, free_block* batch) noexcept {
+  class_depot& d = depot[c];
+  std::lock_guard<std::mutex> lock(d.mutex);
+  if (d.batch_count == kMaxDepotBatches) return false;
+  batch->next_batch = d.batches;
+  d.batches = batch;
+  d.hint.store(++d.batch_count, std::memory_order_relaxed);
+  return true;
+}
 
 struct thread_cache {
   free_block* head[kClasses] = {};
@@ -66,6 +110,7 @@ void* allocate_state(std::size_t size) {
   if (c < kClasses) {
     if (use_cache()) {
       thread_cache& tc = cache;
+      if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) tc.count[c] = kMaxCachedPerClass;
       if (free_block* b = tc.head[c]) {
         tc.head[c] = b->next;
         --tc.count[c];
@@ -82,8 +127,12 @@ void deallocate_state(void* p, std::size_t size) noexcept {
   if (c < kClasses) {
     if (use_cache()) {
       thread_cache& tc = cache;
+      if (tc.count[c] == kMaxCachedPerClass && give_batch(c, tc.head[c])) {
+        tc.head[c] = nullptr;
+        tc.count[c] = 0;
+      }
       if (tc.count[c] < kMaxCachedPerClass) {
-        tc.head[c] = new (p) free_block{tc.head[c]};
+        tc.head[c] = new (p) free_block{tc.head[c], nullptr};
         ++tc.count[c];
         return;
       }

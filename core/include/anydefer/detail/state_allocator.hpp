@@ -2,8 +2,11 @@
 //
 // A per-thread cache of recently freed blocks by 16-byte size class, in front of ::operator new: creating and
 // dropping a deferred is the hot path of every chain, and a trip through the global heap was most of its cost.
-// Blocks freed on another thread join that thread's cache; each thread keeps a bounded number and returns the
-// rest (and all of them when it exits). Under AddressSanitizer or ThreadSanitizer the cache is compiled out so
+// Blocks freed on another thread join that thread's cache; each thread keeps a bounded number per class. A
+// thread that frees more hands the full class, as one batch, to a bounded process-wide depot, where a thread
+// that runs out takes a batch before it asks the heap: a producer that makes states and a consumer that frees
+// them (a pool fed through submit()) recycle blocks a batch at a time. Beyond the depot's bound blocks go back
+// to the heap, and a thread's own cache goes back when it exits. Under AddressSanitizer or ThreadSanitizer the cache is compiled out so
 // every state is a real heap allocation the sanitizer can track.
 #pragma once
 
