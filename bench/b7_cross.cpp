@@ -4,6 +4,7 @@
 //
 //   anydefer        two reactors, each on its own thread: on A, deferred<int> d;
 //                   d.add_callback(B, f).add_callback(A, next_round); d.callback(v).
+//   anydefer_execute the executors alone: two caller-owned task nodes that reactor::execute() each other.
 //   asio_post       two io_contexts, each run by its own thread: post to B, which posts back to A.
 //   raw_atomic      the floor: two threads spinning on one atomic, each waiting for the other's write.
 //   condvar         two threads handing a turn over with a mutex and a condition variable.
@@ -69,6 +70,52 @@ void cross_anydefer(benchmark::State& state) {
     done.get();
     benchmark::DoNotOptimize(rt.checksum);
     if (rt.checksum != 2 * kRounds) state.SkipWithError("wrong checksum");
+  }
+  a.stop();
+  b.stop();
+  set_counters(state);
+}
+
+// --- anydefer executors alone: reactor A -> reactor B -> reactor A with caller-owned tasks -------------------
+// The executor's share of a hop: two task nodes that execute() each other, no deferred.
+struct bouncing_task final : anydefer::task {
+  bouncing_task() noexcept : task(&ops) {}
+  anydefer::reactor* target = nullptr;  // where this task's run() sends the ball next
+  bouncing_task* partner = nullptr;
+  std::int64_t* remaining = nullptr;  // owned by the task that runs on A
+  std::promise<void>* done = nullptr;
+
+  static void run(task& self) noexcept {
+    auto& t = static_cast<bouncing_task&>(self);
+    if (t.remaining != nullptr && --*t.remaining == 0) {
+      t.done->set_value();  // the benchmark thread may destroy the tasks once it is set
+      return;
+    }
+    t.target->execute(*t.partner);
+  }
+  static void reject(task&, std::exception_ptr) noexcept { std::terminate(); }
+  static constexpr operations ops{&run, &reject};
+};
+
+void cross_reactor_execute(benchmark::State& state) {
+  anydefer::reactor a;
+  anydefer::reactor b;
+  a.start();
+  b.start();
+  for (auto _ : state) {
+    std::int64_t remaining = kRounds + 1;  // the serve below is not a round trip
+    std::promise<void> done;
+    std::future<void> finished = done.get_future();
+    bouncing_task on_a;  // runs on A, sends to B
+    bouncing_task on_b;  // runs on B, sends back to A
+    on_a.target = &b;
+    on_a.partner = &on_b;
+    on_a.remaining = &remaining;
+    on_a.done = &done;
+    on_b.target = &a;
+    on_b.partner = &on_a;
+    a.execute(on_a);
+    finished.get();
   }
   a.stop();
   b.stop();
@@ -187,6 +234,10 @@ void cross_condvar(benchmark::State& state) {
 }
 
 BENCHMARK(cross_anydefer)->Name("BM_CrossRoundTrip/anydefer")->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(cross_reactor_execute)
+    ->Name("BM_CrossRoundTrip/anydefer_execute")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(cross_asio)->Name("BM_CrossRoundTrip/asio_post")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(cross_raw_atomic)->Name("BM_CrossRoundTrip/raw_atomic")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(cross_condvar)->Name("BM_CrossRoundTrip/condvar")->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -137,14 +137,22 @@ struct reactor::impl {
   // neither side a system call (no eventfd write, no ppoll wake-up), which is what cross-reactor round trips
   // are made of. Bounded, so an idle reactor still uses no CPU. True if work (or a stop) arrived.
   bool spin_for_inbox() noexcept {
-    const auto until = clock::now() + idle_spin;
+    // The clock is read once per 1024 polls, and not before the first 1024: in a virtual machine a clock read
+    // can cost as much as a hand-off, and a reactor reading it is not watching its inbox. The deadline is set
+    // at the first read, so the spin lasts idle_spin plus those first polls (a few microseconds).
+    std::optional<time_point> until;
     for (;;) {
-      for (int i = 0; i < 64; ++i) {
-        // The inbox's empty() is an acquire load of its head: whatever it finds is collected by iterate().
+      for (int i = 0; i < 1024; ++i) {
+        // empty() is a relaxed load of the inbox's head: whatever it finds, iterate() collects with acquire.
         if (!inbox.empty() || gate.closed()) return true;
         detail::cpu_relax();
       }
-      if (clock::now() >= until) return false;
+      const time_point now = clock::now();
+      if (!until) {
+        until = now + idle_spin;
+      } else if (now >= *until) {
+        return false;
+      }
     }
   }
   static constexpr std::chrono::microseconds idle_spin{20};

@@ -1,14 +1,17 @@
-// Tests for the pool's building blocks: the Chase-Lev deque, the event count and the admission gate.
+// Tests for the executors' building blocks: the Chase-Lev deque, the event count, the admission gate and the
+// reactor's inbox.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "anydefer/executors/detail/admission_gate.hpp"
 #include "anydefer/executors/detail/event_count.hpp"
+#include "anydefer/executors/detail/intrusive_inbox.hpp"
 #include "anydefer/executors/detail/work_stealing_deque.hpp"
 
 namespace {
@@ -219,6 +222,92 @@ TEST(AdmissionGateTest, CloseAndWaitReturnsWhenHoldersOnOtherThreadsLeave) {
   EXPECT_TRUE(gate.drained());
   releaser.join();
   for (auto& t : holders) t.join();
+}
+
+// A task that records which producer pushed it and in what order.
+struct numbered_task final : anydefer::task {
+  numbered_task() noexcept : task(&ops) {}
+  int producer = 0;
+  int sequence = 0;
+  static void run(task&) noexcept {}
+  static void reject(task&, std::exception_ptr) noexcept {}
+  static constexpr operations ops{&run, &reject};
+};
+
+std::vector<numbered_task*> drain(anydefer::detail::intrusive_inbox& inbox) {
+  std::vector<numbered_task*> out;
+  const auto b = inbox.take_all();
+  std::size_t n = 0;
+  for (anydefer::task* t = b.first; t != nullptr; t = t->next, ++n) {
+    out.push_back(static_cast<numbered_task*>(t));
+    if (t->next == nullptr) {
+      EXPECT_EQ(t, b.last);
+    }
+  }
+  EXPECT_EQ(n, b.size);
+  return out;
+}
+
+TEST(IntrusiveInboxTest, LoneTaskIsTakenWithoutItsNextEverBeingRead) {
+  anydefer::detail::intrusive_inbox inbox;
+  EXPECT_TRUE(inbox.empty());
+  numbered_task t;
+  t.next = reinterpret_cast<anydefer::task*>(std::uintptr_t{0xdead0});  // garbage a reader would follow
+  EXPECT_TRUE(inbox.push(t));
+  EXPECT_FALSE(inbox.empty());
+  const auto got = drain(inbox);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0], &t);
+  EXPECT_TRUE(inbox.empty());
+  EXPECT_EQ(inbox.take_all().size, 0U);
+}
+
+TEST(IntrusiveInboxTest, BatchComesOutOldestFirstAndOnlyTheFirstPushSeesItEmpty) {
+  anydefer::detail::intrusive_inbox inbox;
+  numbered_task tasks[5];
+  for (int i = 0; i < 5; ++i) {
+    tasks[i].sequence = i;
+    tasks[i].next = reinterpret_cast<anydefer::task*>(std::uintptr_t{0xdead0});
+    EXPECT_EQ(inbox.push(tasks[i]), i == 0);
+  }
+  const auto got = drain(inbox);
+  ASSERT_EQ(got.size(), 5U);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)]->sequence, i);
+  EXPECT_TRUE(inbox.push(tasks[0]));  // empty again after take_all
+  EXPECT_EQ(drain(inbox).size(), 1U);
+}
+
+// Producers push concurrently while the consumer takes batches: every task arrives once, and each producer's
+// tasks arrive in the order it pushed them.
+TEST(IntrusiveInboxTest, ConcurrentProducersLoseNothingAndKeepTheirOrder) {
+  constexpr int kProducers = 3;
+  constexpr int kPerProducer = 50000;
+  anydefer::detail::intrusive_inbox inbox;
+  std::vector<std::unique_ptr<numbered_task[]>> tasks;
+  for (int p = 0; p < kProducers; ++p) tasks.push_back(std::make_unique<numbered_task[]>(kPerProducer));
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kPerProducer; ++i) {
+        numbered_task& t = tasks[static_cast<std::size_t>(p)][static_cast<std::size_t>(i)];
+        t.producer = p;
+        t.sequence = i;
+        inbox.push(t);
+      }
+    });
+  }
+  std::vector<int> next_expected(kProducers, 0);
+  int received = 0;
+  while (received < kProducers * kPerProducer) {
+    for (numbered_task* t : drain(inbox)) {
+      ASSERT_EQ(t->sequence, next_expected[static_cast<std::size_t>(t->producer)]) << "producer " << t->producer;
+      ++next_expected[static_cast<std::size_t>(t->producer)];
+      ++received;
+    }
+  }
+  for (auto& p : producers) p.join();
+  EXPECT_TRUE(inbox.empty());
+  EXPECT_EQ(received, kProducers * kPerProducer);
 }
 
 }  // namespace

@@ -11,12 +11,19 @@
 // ABA cannot happen: the consumer never pops single nodes, it detaches the whole list, so a CAS that succeeds
 // always links the new node to the current head.
 //
+// The bottom node's next is never written: a push onto an empty inbox stores the node's address with its low
+// bit set, meaning "the last node; do not read its next", and a push onto a non-empty one copies the head, mark
+// and all, into its own next. So a lone task crosses threads without its producer writing it at all: in a
+// ping-pong of tasks between two threads, each task's cache line stays with the thread that runs it, and a
+// hand-off costs the transfer of the inbox's line alone. (Tasks are at least pointer-aligned: bit 0 is free.)
+//
 // Thread-safety: push() and empty() from any thread; take_all() from one consumer thread at a time.
 // Lock-free. Never allocates.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "anydefer/executor.hpp"
 
@@ -34,27 +41,33 @@ class intrusive_inbox {
   // Thread-safe. Lock-free. Never allocates.
   bool push(task& t) noexcept {
     // relaxed: only a first guess for the CAS.
-    task* head = head_.load(std::memory_order_relaxed);
+    std::uintptr_t head = head_.load(std::memory_order_relaxed);
+    std::uintptr_t desired = 0;
     do {
-      t.next = head;
+      if (head == 0) {
+        desired = address_of(t) | kLast;  // t.next stays untouched: see the file comment
+      } else {
+        t.next = reinterpret_cast<task*>(head);  // the head as stored, mark included
+        desired = address_of(t);
+      }
       // release (success): the consumer's acquire exchange sees t.next and everything the producer wrote to the
       // task before handing it over. relaxed (failure): retried with the fresh head.
-    } while (!head_.compare_exchange_weak(head, &t, std::memory_order_release, std::memory_order_relaxed));
-    return head == nullptr;
+    } while (!head_.compare_exchange_weak(head, desired, std::memory_order_release, std::memory_order_relaxed));
+    return head == 0;
   }
 
   // Detaches every pushed task, oldest first. Consumer only. Lock-free. Never allocates.
   batch take_all() noexcept {
     // acquire: pairs with push()'s release CAS (and, through the release sequence of later CASes, with every
     // producer whose node is in the list), so every node's next and contents are visible.
-    task* node = head_.exchange(nullptr, std::memory_order_acquire);
+    std::uintptr_t link = head_.exchange(0, std::memory_order_acquire);
     batch b;
-    b.last = node;
-    while (node != nullptr) {  // reverse: newest-first stack -> oldest-first batch
-      task* next = node->next;
+    b.last = untagged(link);
+    while (link != 0) {  // reverse: newest-first stack -> oldest-first batch
+      task* node = untagged(link);
+      link = (link & kLast) != 0 ? 0 : reinterpret_cast<std::uintptr_t>(node->next);
       node->next = b.first;
       b.first = node;
-      node = next;
       ++b.size;
     }
     return b;
@@ -62,12 +75,19 @@ class intrusive_inbox {
 
   // True if nothing is waiting, at some recent moment. Thread-safe.
   bool empty() const noexcept {
-    // relaxed: callers that need ordering (the sleep check) put a seq_cst fence before this load.
-    return head_.load(std::memory_order_relaxed) == nullptr;
+    // relaxed: callers that need ordering (the sleep check) put a fence before this load.
+    return head_.load(std::memory_order_relaxed) == 0;
   }
 
  private:
-  alignas(64) std::atomic<task*> head_{nullptr};
+  static constexpr std::uintptr_t kLast = 1;
+  static_assert(alignof(task) > 1, "bit 0 of a task's address marks the last node");
+
+  static std::uintptr_t address_of(task& t) noexcept { return reinterpret_cast<std::uintptr_t>(&t); }
+  static task* untagged(std::uintptr_t link) noexcept { return reinterpret_cast<task*>(link & ~kLast); }
+
+  // A task's address, with kLast set when that task is the bottom node (0: empty).
+  alignas(64) std::atomic<std::uintptr_t> head_{0};
 };
 
 }  // namespace anydefer::detail
