@@ -3,6 +3,8 @@
 //
 //   anydefer            coroutine: left = submit(pool, fib(n-1)); right = co_await fib(n-2); co_await left.
 //                       No worker ever blocks: a join that is not ready suspends the coroutine.
+//   anydefer_resume_on  coroutine: left = fib(n-1), which starts with co_await resume_on(pool) (onto the
+//                       worker's deque, stealable); right = co_await fib(n-2); co_await left. One deferred per call.
 //   anydefer_callbacks  the same without coroutines: fib(n-2).add_callback(right -> left.add_callback(sum)).
 //   onetbb              tbb::task_group: run(fib(n-1)), fib(n-2) inline, wait() (TBB's wait runs other tasks).
 //   std_async           std::async(launch::async) for fib(n-1): a thread per call, so only n = 15.
@@ -38,6 +40,16 @@ anydefer::deferred<std::int64_t> fib_coro(anydefer::thread_pool& pool, int n) {
   co_return co_await left + right;
 }
 
+// The child starts on the calling worker and at once hops onto the pool (the worker's own deque, where another
+// worker can steal it), so the coroutine's own deferred is the only one per call: one allocation, the frame.
+anydefer::deferred<std::int64_t> fib_hop(anydefer::thread_pool& pool, int n, bool spawned) {
+  if (spawned) co_await anydefer::resume_on(pool);
+  if (n < 2) co_return n;
+  anydefer::deferred<std::int64_t> left = fib_hop(pool, n - 1, true);
+  const std::int64_t right = co_await fib_hop(pool, n - 2, false);
+  co_return co_await std::move(left) + right;
+}
+
 anydefer::deferred<std::int64_t> fib_callbacks(anydefer::thread_pool& pool, int n) {
   if (n < 2) return anydefer::succeed(static_cast<std::int64_t>(n));
   anydefer::deferred<std::int64_t> left = anydefer::submit(pool, [&pool, n] { return fib_callbacks(pool, n - 1); });
@@ -52,6 +64,17 @@ void fib_anydefer(benchmark::State& state) {
   for (auto _ : state) {
     auto result = anydefer::submit(pool, [&pool, n] { return fib_coro(pool, n); });
     std::int64_t v = result.get();
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+  state.counters["workers"] = static_cast<double>(pool.size());
+}
+
+void fib_anydefer_resume_on(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  for (auto _ : state) {
+    std::int64_t v = fib_hop(pool, n, true).get();
     benchmark::DoNotOptimize(v);
     check(state, v, n);
   }
@@ -115,6 +138,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(fib_anydefer)->Name("BM_Fib/anydefer")->Apply(sizes);
+BENCHMARK(fib_anydefer_resume_on)->Name("BM_Fib/anydefer_resume_on")->Apply(sizes);
 BENCHMARK(fib_anydefer_callbacks)->Name("BM_Fib/anydefer_callbacks")->Apply(sizes);
 BENCHMARK(fib_onetbb)->Name("BM_Fib/onetbb")->Apply(sizes);
 BENCHMARK(fib_std_async)->Name("BM_Fib/std_async")->Arg(15)->Unit(benchmark::kMillisecond)->UseRealTime();

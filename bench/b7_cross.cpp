@@ -34,7 +34,7 @@ void set_counters(benchmark::State& state) {
 }
 
 // --- anydefer: reactor A -> reactor B -> reactor A --------------------------------------------------------------
-struct reactor_round_trips {
+struct alignas(64) reactor_round_trips {  // written on A every round: a line of its own
   anydefer::reactor& a;
   anydefer::reactor& b;
   std::int64_t remaining = 0;
@@ -78,7 +78,9 @@ void cross_anydefer(benchmark::State& state) {
 
 // --- anydefer executors alone: reactor A -> reactor B -> reactor A with caller-owned tasks -------------------
 // The executor's share of a hop: two task nodes that execute() each other, no deferred.
-struct bouncing_task final : anydefer::task {
+// alignas(64): each task, and the counter, on a line of its own, as the reactors keep them; neighbours on the
+// benchmark's stack would otherwise share lines written on the other thread.
+struct alignas(64) bouncing_task final : anydefer::task {
   bouncing_task() noexcept : task(&ops) {}
   anydefer::reactor* target = nullptr;  // where this task's run() sends the ball next
   bouncing_task* partner = nullptr;
@@ -103,7 +105,7 @@ void cross_reactor_execute(benchmark::State& state) {
   a.start();
   b.start();
   for (auto _ : state) {
-    std::int64_t remaining = kRounds + 1;  // the serve below is not a round trip
+    alignas(64) std::int64_t remaining = kRounds + 1;  // the serve below is not a round trip
     std::promise<void> done;
     std::future<void> finished = done.get_future();
     bouncing_task on_a;  // runs on A, sends to B
@@ -123,7 +125,7 @@ void cross_reactor_execute(benchmark::State& state) {
 }
 
 // --- Asio: io_context A -> io_context B -> io_context A --------------------------------------------------------
-struct asio_round_trips {
+struct alignas(64) asio_round_trips {  // as reactor_round_trips
   asio::io_context& a;
   asio::io_context& b;
   std::int64_t remaining = 0;

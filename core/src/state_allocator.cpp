@@ -14,9 +14,14 @@ namespace {
 // Every cached block came from ::operator new with its class's size and goes back there eventually, so a block
 // may be freed on another thread than the one that made it (it then joins that thread's cache).
 constexpr std::size_t kGranule = 16;
-constexpr std::size_t kClasses = 16;             // 16 .. 256 bytes; larger states go straight to the heap
-constexpr std::size_t kMaxCachedPerClass = 256;  // bounds what one thread keeps: at most 256 * 136 B average
-                                                 // per class; also the size of a depot batch (below)
+constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
+
+// How many blocks of class c one thread keeps, and the size of a depot batch: 256, or fewer for large blocks so
+// that no class holds more than about 16 KiB (at most about 0.5 MiB per thread over all classes).
+constexpr std::size_t max_cached(std::size_t c) noexcept {
+  const std::size_t by_bytes = 16384 / ((c + 1) * kGranule);
+  return by_bytes > 256 ? 256 : (by_bytes < 32 ? 32 : by_bytes);
+}
 
 struct free_block {
   free_block* next;
@@ -24,11 +29,11 @@ struct free_block {
 };
 
 // Where a thread puts a full class when it frees yet another block of it, and where a thread whose class ran
-// empty looks before the global heap: whole batches of kMaxCachedPerClass blocks, so the lock is taken once per
+// empty looks before the global heap: whole batches of max_cached(c) blocks, so the lock is taken once per
 // batch. This is what makes a producer/consumer pair cheap: states made on one thread and freed on another
 // (every post to a pool through submit()) would otherwise fill the consumer's cache and drain the producer's,
 // and go through the global heap, whose cross-thread frees contend on its arena lock.
-constexpr std::size_t kMaxDepotBatches = 16;  // per class: bounds what the depot holds
+constexpr std::size_t kMaxDepotBatches = 8;  // per class: at most 128 KiB in the largest class, 4 MiB in all
 
 struct class_depot {
   std::mutex mutex;
@@ -40,7 +45,7 @@ struct class_depot {
 constinit class_depot depot[kClasses];
 static_assert(std::is_trivially_destructible_v<class_depot>);
 
-// Takes a batch for class c, or nullptr. On success the batch holds kMaxCachedPerClass blocks.
+// Takes a batch for class c, or nullptr. On success the batch holds max_cached(c) blocks.
 free_block* take_batch(std::size_t c) noexcept {
   class_depot& d = depot[c];
   if (d.hint.load(std::memory_order_relaxed) == 0) return nullptr;
@@ -110,7 +115,7 @@ void* allocate_state(std::size_t size) {
   if (c < kClasses) {
     if (use_cache()) {
       thread_cache& tc = cache;
-      if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) tc.count[c] = kMaxCachedPerClass;
+      if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) tc.count[c] = max_cached(c);
       if (free_block* b = tc.head[c]) {
         tc.head[c] = b->next;
         --tc.count[c];
@@ -127,11 +132,11 @@ void deallocate_state(void* p, std::size_t size) noexcept {
   if (c < kClasses) {
     if (use_cache()) {
       thread_cache& tc = cache;
-      if (tc.count[c] == kMaxCachedPerClass && give_batch(c, tc.head[c])) {
+      if (tc.count[c] == max_cached(c) && give_batch(c, tc.head[c])) {
         tc.head[c] = nullptr;
         tc.count[c] = 0;
       }
-      if (tc.count[c] < kMaxCachedPerClass) {
+      if (tc.count[c] < max_cached(c)) {
         tc.head[c] = new (p) free_block{tc.head[c], nullptr};
         ++tc.count[c];
         return;

@@ -79,7 +79,9 @@ class timer_id {
   std::uint64_t value_ = 0;
 };
 
-class reactor {
+// A cache line of its own: every execute() from any thread reads the handle's pointer to its implementation,
+// and a neighbour written on another thread (a counter on the same stack frame, say) would bounce that line.
+class alignas(64) reactor {
  public:
   using clock = std::chrono::steady_clock;
   using time_point = clock::time_point;

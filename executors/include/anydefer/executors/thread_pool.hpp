@@ -51,7 +51,9 @@
 
 namespace anydefer {
 
-class thread_pool {
+// A cache line of its own: every execute() from any thread reads the handle's pointer to its implementation,
+// and a neighbour written on another thread (a counter on the same stack frame, say) would bounce that line.
+class alignas(64) thread_pool {
  public:
   // Nested before_block() helps allowed per worker thread before a wait blocks normally.
   static constexpr int max_help_depth = 64;
