@@ -83,6 +83,9 @@ class alignas(64) admission_gate {
   // Enters unless closed. Returns false (without entering) if closed. Thread-safe. Lock-free after the thread's
   // first call. Never allocates.
   bool try_enter() noexcept {
+    // relaxed: a refusal needs no ordering. Refusing before touching the record matters for liveness: a storm of
+    // execute() calls after stop would otherwise keep some record "inside" at almost every drained() scan.
+    if (closed_.load(std::memory_order_relaxed)) return false;
     gate_thread_record& record = gate_thread_record::of_this_thread();
     // relaxed store, light fence, relaxed load: the producer half of the pair in the file comment.
     record.inside.store(this, std::memory_order_relaxed);
