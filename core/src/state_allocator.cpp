@@ -11,8 +11,8 @@ namespace {
 
 // Freed states are kept per thread, by size class, and handed out again before asking the global heap: a
 // deferred's state lives briefly and a server makes millions, so the allocation is most of the cost of a link.
-// Every cached block came from ::operator new with its class's size and goes back there eventually, so a block
-// may be freed on another thread than the one that made it (it then joins that thread's cache).
+// Every cached block came from the heap (heap_allocate) with its class's size and goes back there eventually, so a
+// block may be freed on another thread than the one that made it (it then joins that thread's cache).
 constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
 
@@ -96,12 +96,26 @@ constexpr bool kCacheCompiledIn = true;
 
 bool use_cache() noexcept { return kCacheCompiledIn && !cache_gone && cache_enabled.load(std::memory_order_relaxed); }
 
+// Blocks of a cache line or more start on a cache line: a 64-byte state at the heap's 16-byte alignment would
+// straddle two lines three times in four, and a state handed to another thread moves line by line.
+constexpr std::size_t kLine = 64;
+void* heap_allocate(std::size_t size) {
+  return size >= kLine ? ::operator new (size, std::align_val_t{kLine}) : ::operator new(size);
+}
+void heap_free(void* p, std::size_t size) noexcept {
+  if (size >= kLine) {
+    ::operator delete (p, std::align_val_t{kLine});
+  } else {
+    ::operator delete(p);
+  }
+}
+
 thread_cache::~thread_cache() {
   cache_gone = true;
   for (std::size_t c = 0; c < kClasses; ++c) {
     while (free_block* b = head[c]) {
       head[c] = b->next;
-      ::operator delete(b);
+      heap_free(b, (c + 1) * kGranule);
     }
   }
 }
@@ -122,9 +136,9 @@ void* allocate_state(std::size_t size) {
         return b;
       }
     }
-    return ::operator new((c + 1) * kGranule);
+    return heap_allocate((c + 1) * kGranule);
   }
-  return ::operator new(size);
+  return heap_allocate(size);
 }
 
 void deallocate_state(void* p, std::size_t size) noexcept {
@@ -142,10 +156,10 @@ void deallocate_state(void* p, std::size_t size) noexcept {
         return;
       }
     }
-    ::operator delete(p);
+    heap_free(p, (c + 1) * kGranule);
     return;
   }
-  ::operator delete(p);
+  heap_free(p, size);
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {
