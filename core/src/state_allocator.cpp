@@ -1,5 +1,6 @@
 #include "anydefer/detail/state_allocator.hpp"
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <mutex>
@@ -17,11 +18,18 @@ constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
 
 // How many blocks of class c one thread keeps, and the size of a depot batch: 256, or fewer for large blocks so
-// that no class holds more than about 16 KiB (at most about 0.5 MiB per thread over all classes).
-constexpr std::size_t max_cached(std::size_t c) noexcept {
+// that no class holds more than about 16 KiB (at most about 0.5 MiB per thread over all classes). A table: the
+// free path reads it on every call.
+constexpr std::size_t max_cached_for(std::size_t c) noexcept {
   const std::size_t by_bytes = 16384 / ((c + 1) * kGranule);
   return by_bytes > 256 ? 256 : (by_bytes < 32 ? 32 : by_bytes);
 }
+constexpr auto kMaxCached = [] {
+  std::array<std::size_t, kClasses> table{};
+  for (std::size_t c = 0; c < kClasses; ++c) table[c] = max_cached_for(c);
+  return table;
+}();
+constexpr std::size_t max_cached(std::size_t c) noexcept { return kMaxCached[c]; }
 
 struct free_block {
   free_block* next;
@@ -68,17 +76,29 @@ bool give_batch(std::size_t c, free_block* batch) noexcept {
   return true;
 }
 
+// This thread's lists. Trivial and constant-initialised, so reading it needs no guard: the fast paths are a few
+// instructions. Emptied at thread exit by cache_owner, which is constructed (and so registered for destruction)
+// the first time a block enters the cache.
 struct thread_cache {
   free_block* head[kClasses] = {};
   std::size_t count[kClasses] = {};
-  ~thread_cache();
+  bool owner_registered = false;
+  // Set once the cache is emptied at thread exit: frees that come later (from other thread_local destructors)
+  // go to the heap.
+  bool gone = false;
 };
-
-// Set once this thread's cache is destroyed: frees that come later (from other thread_local destructors) go to
-// the heap. Trivially destructible, so it is valid until the thread is gone.
-constinit thread_local bool cache_gone = false;
+constinit thread_local thread_cache cache;
 std::atomic<bool> cache_enabled{true};  // relaxed: a test flips it while no state is being made
-thread_local thread_cache cache;
+
+struct cache_owner {
+  ~cache_owner();
+};
+thread_local cache_owner owner;
+
+[[gnu::noinline]] void register_cache_owner() noexcept {
+  [[maybe_unused]] cache_owner& touched = owner;  // the first use constructs it and registers its destructor
+  cache.owner_registered = true;
+}
 
 // GCC says __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang says __has_feature(...).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -94,7 +114,7 @@ constexpr bool kCacheCompiledIn = false;
 constexpr bool kCacheCompiledIn = true;
 #endif
 
-bool use_cache() noexcept { return kCacheCompiledIn && !cache_gone && cache_enabled.load(std::memory_order_relaxed); }
+bool use_cache() noexcept { return kCacheCompiledIn && !cache.gone && cache_enabled.load(std::memory_order_relaxed); }
 
 // Blocks of a cache line or more start on a cache line: a 64-byte state at the heap's 16-byte alignment would
 // straddle two lines three times in four, and a state handed to another thread moves line by line.
@@ -110,13 +130,15 @@ void heap_free(void* p, std::size_t size) noexcept {
   }
 }
 
-thread_cache::~thread_cache() {
-  cache_gone = true;
+cache_owner::~cache_owner() {
+  thread_cache& tc = cache;
+  tc.gone = true;
   for (std::size_t c = 0; c < kClasses; ++c) {
-    while (free_block* b = head[c]) {
-      head[c] = b->next;
+    while (free_block* b = tc.head[c]) {
+      tc.head[c] = b->next;
       heap_free(b, (c + 1) * kGranule);
     }
+    tc.count[c] = 0;
   }
 }
 
@@ -124,42 +146,73 @@ constexpr std::size_t class_of(std::size_t size) noexcept { return (size + kGran
 
 }  // namespace
 
+namespace {
+
+// The slow paths, out of line so that the fast paths (a pop or a push on this thread's list) need no stack frame.
+[[gnu::noinline]] void* allocate_slow(std::size_t size) {
+  const std::size_t c = class_of(size);
+  if (c >= kClasses) return heap_allocate(size);
+  if (use_cache()) {
+    thread_cache& tc = cache;
+    if (!tc.owner_registered) register_cache_owner();
+    if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) {
+      tc.count[c] = max_cached(c) - 1;
+      free_block* b = tc.head[c];
+      tc.head[c] = b->next;
+      return b;
+    }
+  }
+  return heap_allocate((c + 1) * kGranule);
+}
+
+[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size) noexcept {
+  const std::size_t c = class_of(size);
+  if (c >= kClasses) {
+    heap_free(p, size);
+    return;
+  }
+  if (use_cache()) {
+    thread_cache& tc = cache;
+    if (!tc.owner_registered) {
+      register_cache_owner();
+      deallocate_state(p, size);
+      return;
+    }
+    if (tc.count[c] == max_cached(c) && give_batch(c, tc.head[c])) {
+      tc.head[c] = new (p) free_block{nullptr, nullptr};
+      tc.count[c] = 1;
+      return;
+    }
+  }
+  heap_free(p, (c + 1) * kGranule);
+}
+
+}  // namespace
+
 void* allocate_state(std::size_t size) {
   const std::size_t c = class_of(size);
-  if (c < kClasses) {
-    if (use_cache()) {
-      thread_cache& tc = cache;
-      if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) tc.count[c] = max_cached(c);
-      if (free_block* b = tc.head[c]) {
-        tc.head[c] = b->next;
-        --tc.count[c];
-        return b;
-      }
+  if (c < kClasses && use_cache()) {
+    thread_cache& tc = cache;
+    if (free_block* b = tc.head[c]) {
+      tc.head[c] = b->next;
+      --tc.count[c];
+      return b;
     }
-    return heap_allocate((c + 1) * kGranule);
   }
-  return heap_allocate(size);
+  return allocate_slow(size);
 }
 
 void deallocate_state(void* p, std::size_t size) noexcept {
   const std::size_t c = class_of(size);
-  if (c < kClasses) {
-    if (use_cache()) {
-      thread_cache& tc = cache;
-      if (tc.count[c] == max_cached(c) && give_batch(c, tc.head[c])) {
-        tc.head[c] = nullptr;
-        tc.count[c] = 0;
-      }
-      if (tc.count[c] < max_cached(c)) {
-        tc.head[c] = new (p) free_block{tc.head[c], nullptr};
-        ++tc.count[c];
-        return;
-      }
+  if (c < kClasses && use_cache()) {
+    thread_cache& tc = cache;
+    if (tc.count[c] < max_cached(c) && tc.owner_registered) {
+      tc.head[c] = new (p) free_block{tc.head[c], nullptr};
+      ++tc.count[c];
+      return;
     }
-    heap_free(p, (c + 1) * kGranule);
-    return;
   }
-  heap_free(p, size);
+  deallocate_slow(p, size);
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {
