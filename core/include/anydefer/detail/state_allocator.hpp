@@ -6,8 +6,8 @@
 // thread that frees more hands the full class, as one batch, to a bounded process-wide depot, where a thread
 // that runs out takes a batch before it asks the heap: a producer that makes states and a consumer that frees
 // them (a pool fed through submit()) recycle blocks a batch at a time. Beyond the depot's bound blocks go back
-// to the heap, and a thread's own cache goes back when it exits. Under AddressSanitizer or ThreadSanitizer the cache is compiled out so
-// every state is a real heap allocation the sanitizer can track.
+// to the heap, and a thread's own cache goes back when it exits. Under AddressSanitizer or ThreadSanitizer the
+// cache is compiled out so every state is a real heap allocation the sanitizer can track.
 #pragma once
 
 #include <cstddef>
