@@ -12,7 +12,7 @@ namespace {
 
 // Freed states are kept per thread, by size class, and handed out again before asking the global heap: a
 // deferred's state lives briefly and a server makes millions, so the allocation is most of the cost of a link.
-// Every cached block came from the heap (heap_allocate) with its class's size and goes back there eventually, so a
+// Every cached block came from ::operator new with its class's size and goes back there eventually, so a
 // block may be freed on another thread than the one that made it (it then joins that thread's cache).
 constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
@@ -116,27 +116,13 @@ constexpr bool kCacheCompiledIn = true;
 
 bool use_cache() noexcept { return kCacheCompiledIn && !cache.gone && cache_enabled.load(std::memory_order_relaxed); }
 
-// Blocks of a cache line or more start on a cache line: a 64-byte state at the heap's 16-byte alignment would
-// straddle two lines three times in four, and a state handed to another thread moves line by line.
-constexpr std::size_t kLine = 64;
-void* heap_allocate(std::size_t size) {
-  return size >= kLine ? ::operator new (size, std::align_val_t{kLine}) : ::operator new(size);
-}
-void heap_free(void* p, std::size_t size) noexcept {
-  if (size >= kLine) {
-    ::operator delete (p, std::align_val_t{kLine});
-  } else {
-    ::operator delete(p);
-  }
-}
-
 cache_owner::~cache_owner() {
   thread_cache& tc = cache;
   tc.gone = true;
   for (std::size_t c = 0; c < kClasses; ++c) {
     while (free_block* b = tc.head[c]) {
       tc.head[c] = b->next;
-      heap_free(b, (c + 1) * kGranule);
+      ::operator delete(b);
     }
     tc.count[c] = 0;
   }
@@ -151,7 +137,7 @@ namespace {
 // The slow paths, out of line so that the fast paths (a pop or a push on this thread's list) need no stack frame.
 [[gnu::noinline]] void* allocate_slow(std::size_t size) {
   const std::size_t c = class_of(size);
-  if (c >= kClasses) return heap_allocate(size);
+  if (c >= kClasses) return ::operator new(size);
   if (use_cache()) {
     thread_cache& tc = cache;
     if (!tc.owner_registered) register_cache_owner();
@@ -162,13 +148,13 @@ namespace {
       return b;
     }
   }
-  return heap_allocate((c + 1) * kGranule);
+  return ::operator new((c + 1) * kGranule);
 }
 
 [[gnu::noinline]] void deallocate_slow(void* p, std::size_t size) noexcept {
   const std::size_t c = class_of(size);
   if (c >= kClasses) {
-    heap_free(p, size);
+    ::operator delete(p);
     return;
   }
   if (use_cache()) {
@@ -184,7 +170,7 @@ namespace {
       return;
     }
   }
-  heap_free(p, (c + 1) * kGranule);
+  ::operator delete(p);
 }
 
 }  // namespace
