@@ -15,25 +15,11 @@
 namespace anydefer {
 namespace detail {
 
-namespace {
-
-// Drops one reference; true if it was the last. acq_rel on the decrement: release so our writes to the
-// state happen before its destruction, acquire so the owner that frees it sees every other owner's writes. (An
-// acquire fence on zero would do; ThreadSanitizer does not model fences.)
-//
-// The last reference is usually dropped by the only owner left, and then the locked decrement is not needed:
-// a count of 1 read by an owner means no other owner exists, and only an owner may add a reference (add_ref()
-// copies one; nothing takes a reference from a bare pointer), so the count cannot move before we free the
-// state. acquire on that load: it reads the value the previous owners' release decrements left, so their
-// writes happen before the destruction, as with the decrement.
-bool drop_reference(std::atomic<std::uint32_t>& refs) noexcept {
-  return refs.load(std::memory_order_acquire) == 1 || refs.fetch_sub(1, std::memory_order_acq_rel) == 1;
-}
-
-}  // namespace
-
 void state_base::release(state_base* s) noexcept {
-  if (!drop_reference(s->refs_)) return;
+  // acq_rel on the decrement: release so our writes to the state happen before its destruction, acquire so the
+  // owner that frees it sees every other owner's writes. (An acquire fence on zero would do; ThreadSanitizer does
+  // not model fences.)
+  if (s->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   s->report_if_unhandled();
   // A dead state's word is free: it threads the list of states still to free, so that freeing a million-link
   // chain is a loop, not a recursion.
@@ -46,7 +32,7 @@ void state_base::release(state_base* s) noexcept {
     current->owned_references(held[0], held[1]);
     current->destroy_self();
     for (state_base* p : held) {
-      if (p == nullptr || !drop_reference(p->refs_)) continue;
+      if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
       p->report_if_unhandled();
       p->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
       dead = p;
