@@ -24,6 +24,7 @@ gate_thread_record::gate_thread_record() noexcept {
 }
 
 gate_thread_record::~gate_thread_record() {
+  record_destroyed = true;
   std::lock_guard<std::mutex> lock(registry.mutex);
   if (prev_ != nullptr) {
     prev_->next_ = next_;

@@ -41,8 +41,9 @@ void heavy_fence() noexcept {
     return;
   }
   if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
-    // Cannot fail once registered (the kernel documents no failure for a registered process); if it ever does,
-    // the light sides are already relying on it, and continuing could lose a wake-up silently.
+    // A registered process's call fails only if something outside anydefer took membarrier away afterwards
+    // (a seccomp filter installed after the first executor was built, say). The light sides already rely on
+    // it, and continuing could lose a wake-up silently: stop loudly instead.
     std::fputs("anydefer: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration\n", stderr);
     std::abort();
   }

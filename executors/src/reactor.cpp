@@ -175,6 +175,7 @@ struct reactor::impl {
   // owner, or a drained task, may still queue work on this thread).
   std::size_t finish() noexcept {
     std::size_t ran = 0;
+    detail::admission_gate::backoff drain_pause;
     for (;;) {
       collect_inbox();
       while (task* t = ready.pop_front()) {
@@ -184,8 +185,9 @@ struct reactor::impl {
       // drained(): no execute() from another thread is in flight and none will be accepted again, and all those
       // accepted are in the inbox by now (acquire, see admission_gate.hpp).
       if (!gate.drained()) {
-        // An execute() is between try_enter() and leave(), a matter of nanoseconds; nobody would wake a sleep.
-        std::this_thread::yield();
+        // An execute() is between try_enter() and leave(), normally a matter of nanoseconds; nobody would wake
+        // a sleep. Each drained() interrupts the process's running CPUs (a heavy fence): back off.
+        drain_pause.wait();
         continue;
       }
       collect_inbox();

@@ -137,6 +137,7 @@ struct thread_pool::impl {
   void work(worker& w) noexcept {
     this_worker = worker_identity{this, w.index, 0};
     wait_policy* const previous_policy = set_thread_wait_policy(&w);
+    detail::admission_gate::backoff drain_pause;  // only while stopping
     for (;;) {
       task* t = find_task(w);
       if (t == nullptr) t = spin_for_task(w);
@@ -144,22 +145,14 @@ struct thread_pool::impl {
         t->run();
         continue;
       }
-      // Park: register, re-check everything, then sleep (detail/event_count.hpp explains why no wake-up is lost).
-      const detail::event_count::key key = parking.prepare_wait();
-      if ((t = find_task(w)) != nullptr) {
-        parking.cancel_wait();
-        t->run();
-        continue;
-      }
       if (gate.closed()) {
         // Stopping: never park again (nobody wakes a worker when the last in-flight execute() leaves the gate).
-        parking.cancel_wait();
         // drained() means no outside execute() can enqueue any more and every enqueue that was accepted is
         // visible now; if the queues are empty after that, nothing is left for this worker. Work that running
         // tasks put on other workers' deques is run by those workers, which drain their own deques before
         // exiting.
         if (!gate.drained()) {
-          std::this_thread::yield();  // an execute() is between try_enter() and leave(): nanoseconds
+          drain_pause.wait();  // an execute() is between try_enter() and leave(): normally nanoseconds
           continue;
         }
         if ((t = find_task(w)) != nullptr) {
@@ -168,6 +161,17 @@ struct thread_pool::impl {
         }
         if (injection.size_approx() != 0) continue;
         break;
+      }
+      // Park: register, re-check everything, then sleep (detail/event_count.hpp explains why no wake-up is lost).
+      const detail::event_count::key key = parking.prepare_wait();
+      if ((t = find_task(w)) != nullptr) {
+        parking.cancel_wait();
+        t->run();
+        continue;
+      }
+      if (gate.closed()) {  // stop() came in meanwhile: the branch above handles it
+        parking.cancel_wait();
+        continue;
       }
       // Woken by: an outside submission (notify_one), a worker with surplus work (notify_one), or stop()
       // (notify_all).

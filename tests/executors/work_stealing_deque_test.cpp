@@ -160,6 +160,46 @@ TEST(AdmissionGateTest, HoldersOfOneGateDoNotKeepAnotherFromDraining) {
   EXPECT_TRUE(first.drained());
 }
 
+// A thread_local built before a thread's gate record is destroyed after it, at thread exit. If its destructor
+// posts, that holder must still keep a closed gate from draining.
+namespace late_holder {
+anydefer::detail::admission_gate* gate = nullptr;
+std::atomic<int> phase{0};  // 1: inside the gate; 2: may leave; 3: left; -1: refused
+
+struct posts_at_thread_exit {
+  ~posts_at_thread_exit() {
+    if (!gate->try_enter()) {
+      phase.store(-1);
+      return;
+    }
+    phase.store(1);
+    while (phase.load() != 2) std::this_thread::yield();
+    gate->leave();
+    phase.store(3);
+  }
+};
+}  // namespace late_holder
+
+TEST(AdmissionGateTest, AHolderFromAThreadExitDestructorKeepsTheGateFromDraining) {
+  anydefer::detail::admission_gate gate;
+  late_holder::gate = &gate;
+  late_holder::phase.store(0);
+  std::thread exiting([&] {
+    thread_local late_holder::posts_at_thread_exit poster;  // built first, so destroyed after the record
+    (void)poster;
+    EXPECT_TRUE(gate.try_enter());  // builds this thread's gate record
+    gate.leave();
+  });
+  while (late_holder::phase.load() == 0) std::this_thread::yield();
+  ASSERT_EQ(late_holder::phase.load(), 1);
+  gate.close();
+  EXPECT_FALSE(gate.drained()) << "a holder entering from a thread-exit destructor was not counted";
+  late_holder::phase.store(2);
+  exiting.join();
+  EXPECT_EQ(late_holder::phase.load(), 3);
+  EXPECT_TRUE(gate.drained());
+}
+
 // Threads keep entering and leaving while the gate closes. Whatever a holder wrote before leaving must be visible
 // once drained() is true (plain writes: TSan checks the ordering), and no entry may succeed after that.
 TEST(AdmissionGateTest, NoEntrySucceedsAfterDrainedAndHoldersWorkIsVisible) {

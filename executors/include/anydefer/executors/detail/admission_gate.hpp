@@ -1,5 +1,6 @@
 // anydefer/executors/detail/admission_gate.hpp: "accepting work" for an executor, so stop() never races a
-// concurrent execute() into losing a task, at the price of two plain stores and no fence per execute().
+// concurrent execute() into losing a task, at the price of two plain stores and a light fence per execute() (a
+// compiler barrier where membarrier is available; see detail/asymmetric_fence.hpp).
 //
 // An executor's execute() enters the gate before it enqueues and leaves after. stop() closes the gate. Once the
 // gate is closed and empty (drained()), no execute() can ever enqueue again, and every one that did has
@@ -26,6 +27,10 @@
 // executor, and it may be destroyed (provided, as every executor documents, nobody calls execute() on it any
 // more).
 //
+// Late threads: a thread_local built before a thread's record is destroyed after it, at thread exit, and its
+// destructor may still post. Once the record is gone a thread enters through a shared counter in the gate
+// instead (a seq_cst pair against close() and drained()), so such a post is counted, never lost.
+//
 // Limits: a thread is inside at most one gate at a time (execute() runs no user code while inside), and leaves
 // on the thread it entered on. Draining is polled: nobody is woken when the last holder leaves (a wake-up would
 // have to touch the executor after the leave). Holders are execute() calls, a few hundred nanoseconds, so a
@@ -33,7 +38,8 @@
 // short sleeps. drained() costs a heavy fence and a scan under the registry's mutex: call it only once closed.
 //
 // Thread-safety: all members are thread-safe. A thread's first try_enter() takes the registry's mutex once to
-// link its record; otherwise lock-free. Never allocates.
+// link its record (and the C++ runtime may allocate to register the record's destructor); otherwise lock-free
+// and allocation-free.
 #pragma once
 
 #include <algorithm>
@@ -56,10 +62,17 @@ class gate_thread_record {
   gate_thread_record& operator=(const gate_thread_record&) = delete;
   ~gate_thread_record();
 
+  // This thread's record, built on first use. Not after it was destroyed (see gone()).
   static gate_thread_record& of_this_thread() noexcept {
     thread_local gate_thread_record mine;
     return mine;
   }
+
+  // True once this thread's record was destroyed at thread exit (or, on the main thread, at exit()). A
+  // thread_local built before the record is destroyed after it, and its destructor may still post: such late
+  // entries go through the gate's shared counter instead. Plain and constant-initialised, so it stays readable
+  // until the thread is gone.
+  static bool gone() noexcept { return record_destroyed; }
 
   // True if some live thread is inside `gate` right now (acquire: see the file comment). Takes the registry's
   // mutex.
@@ -68,6 +81,7 @@ class gate_thread_record {
   std::atomic<const admission_gate*> inside{nullptr};
 
  private:
+  static inline constinit thread_local bool record_destroyed = false;
   gate_thread_record* next_ = nullptr;  // registry list, guarded by its mutex
   gate_thread_record* prev_ = nullptr;
 };
@@ -80,12 +94,13 @@ class alignas(64) admission_gate {
   admission_gate(const admission_gate&) = delete;
   admission_gate& operator=(const admission_gate&) = delete;
 
-  // Enters unless closed. Returns false (without entering) if closed. Thread-safe. Lock-free after the thread's
-  // first call. Never allocates.
+  // Enters unless closed. Returns false (without entering) if closed. Thread-safe. Lock-free and allocation-free
+  // after the thread's first call.
   bool try_enter() noexcept {
     // relaxed: a refusal needs no ordering. Refusing before touching the record matters for liveness: a storm of
     // execute() calls after stop would otherwise keep some record "inside" at almost every drained() scan.
     if (closed_.load(std::memory_order_relaxed)) return false;
+    if (gate_thread_record::gone()) return try_enter_late();
     gate_thread_record& record = gate_thread_record::of_this_thread();
     // relaxed store, light fence, relaxed load: the producer half of the pair in the file comment.
     record.inside.store(this, std::memory_order_relaxed);
@@ -101,7 +116,12 @@ class alignas(64) admission_gate {
   // Leaves after try_enter() returned true, on the same thread. Touches nothing of the gate. Thread-safe.
   // Never allocates.
   void leave() noexcept {
-    // release: what this holder did before leaving is visible to whoever sees drained().
+    // release (both): what this holder did before leaving is visible to whoever sees drained(). A thread's
+    // record cannot be destroyed between its try_enter() and leave(): both are in one execute() call.
+    if (gate_thread_record::gone()) {
+      late_holders_.fetch_sub(1, std::memory_order_release);
+      return;
+    }
     gate_thread_record::of_this_thread().inside.store(nullptr, std::memory_order_release);
   }
 
@@ -123,7 +143,8 @@ class alignas(64) admission_gate {
     // seq_cst: see the file comment.
     if (!closed_.load(std::memory_order_seq_cst)) return false;
     heavy_fence();
-    return !gate_thread_record::anyone_inside(this);
+    // seq_cst: the late holders' pair is all seq_cst (try_enter_late()); acquire, as the records' scan.
+    return late_holders_.load(std::memory_order_seq_cst) == 0 && !gate_thread_record::anyone_inside(this);
   }
 
   // Blocks until drained(), after close() (by anyone). Yields at first, then sleeps in growing steps up to a
@@ -158,7 +179,20 @@ class alignas(64) admission_gate {
   };
 
  private:
+  // Entry for a thread whose record is gone: a shared counter, with the seq_cst Dekker pair against close() and
+  // drained() (increment then read closed_; store closed_ then read the counter). Rare, so its RMWs cost
+  // nothing that matters.
+  bool try_enter_late() noexcept {
+    late_holders_.fetch_add(1, std::memory_order_seq_cst);
+    if (closed_.load(std::memory_order_seq_cst)) {
+      late_holders_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a refused entry published nothing
+      return false;
+    }
+    return true;
+  }
+
   std::atomic<bool> closed_{false};
+  std::atomic<int> late_holders_{0};  // holders that entered through try_enter_late()
 };
 
 }  // namespace anydefer::detail

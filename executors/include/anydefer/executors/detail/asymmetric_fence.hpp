@@ -22,7 +22,8 @@
 // Fallback: without membarrier (an old kernel, a seccomp filter), and under ThreadSanitizer (which cannot see
 // it), both functions are detail::fence(seq_cst): the symmetric protocol, correct and slower. The choice is
 // made once per process by enable_asymmetric_fences(), which every executor that uses these calls in its
-// constructor, before any of its threads or users exist, so both sides of a pair always agree.
+// constructor, before any of its threads or users exist: a heavy side then always knows the choice, and a
+// light side that reads a stale "not yet" issues a real fence, which is only stronger.
 //
 // Thread-safety: all functions are thread-safe. Never allocate.
 #pragma once

@@ -1,7 +1,7 @@
 // anydefer/executors/detail/event_count.hpp: how idle thread_pool workers sleep without losing a wake-up.
 //
 // An event count turns "wait until some condition holds" into a protocol that a lock-free producer can signal
-// with one load and no fence when nobody sleeps:
+// with one load and a light fence (no fence at all where membarrier is available) when nobody sleeps:
 //
 //   // waiter (an idle worker)                     // notifier (whoever made work available)
 //   auto key = ec.prepare_wait();                   queue.push(t);
@@ -65,7 +65,8 @@ class event_count {
     waiters_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
   }
 
-  // Wakes one sleeper, if any; costs a load when none is registered. Call after publishing work.
+  // Wakes one sleeper, if any; costs a light fence and a load when none is registered. Call after publishing
+  // work.
   // Thread-safe. Never allocates.
   void notify_one() noexcept { notify(false); }
 

@@ -11,9 +11,10 @@
 // ABA cannot happen: the consumer never pops single nodes, it detaches the whole list, so a CAS that succeeds
 // always links the new node to the current head.
 //
-// The bottom node's next is never written: a push onto an empty inbox stores the node's address with its low
+// No producer writes the bottom node's next: a push onto an empty inbox stores the node's address with its low
 // bit set, meaning "the last node; do not read its next", and a push onto a non-empty one copies the head, mark
-// and all, into its own next. So a lone task crosses threads without its producer writing it at all: in a
+// and all, into its own next. (The consumer rewrites every next when it reverses a batch; it runs the tasks, so
+// their lines are coming its way anyway.) So a lone task crosses threads without its producer writing it at all: in a
 // ping-pong of tasks between two threads, each task's cache line stays with the thread that runs it, and a
 // hand-off costs the transfer of the inbox's line alone. (Tasks are at least pointer-aligned: bit 0 is free.)
 //
