@@ -131,45 +131,31 @@ cache_owner::~cache_owner() {
 
 constexpr std::size_t class_of(std::size_t size) noexcept { return (size + kGranule - 1) / kGranule - 1; }
 
-}  // namespace
-
-namespace {
-
 // The slow paths, out of line so that the fast paths (a pop or a push on this thread's list) need no stack frame.
-[[gnu::noinline]] void* allocate_slow(std::size_t size) {
-  const std::size_t c = class_of(size);
-  if (c >= kClasses) return ::operator new(size);
-  if (use_cache()) {
-    thread_cache& tc = cache;
-    if (!tc.owner_registered) register_cache_owner();
-    if (tc.head[c] == nullptr && (tc.head[c] = take_batch(c)) != nullptr) {
-      tc.count[c] = max_cached(c) - 1;
-      free_block* b = tc.head[c];
-      tc.head[c] = b->next;
-      return b;
-    }
+// Only for a cached class while the cache is in use.
+[[gnu::noinline]] void* allocate_slow(std::size_t c) {
+  thread_cache& tc = cache;
+  if (!tc.owner_registered) register_cache_owner();
+  if ((tc.head[c] = take_batch(c)) != nullptr) {
+    tc.count[c] = max_cached(c) - 1;
+    free_block* b = tc.head[c];
+    tc.head[c] = b->next;
+    return b;
   }
   return ::operator new((c + 1) * kGranule);
 }
 
-[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size) noexcept {
-  const std::size_t c = class_of(size);
-  if (c >= kClasses) {
-    ::operator delete(p);
+[[gnu::noinline]] void deallocate_slow(void* p, std::size_t c) noexcept {
+  thread_cache& tc = cache;
+  if (!tc.owner_registered) {
+    register_cache_owner();
+    deallocate_state(p, (c + 1) * kGranule);
     return;
   }
-  if (use_cache()) {
-    thread_cache& tc = cache;
-    if (!tc.owner_registered) {
-      register_cache_owner();
-      deallocate_state(p, size);
-      return;
-    }
-    if (tc.count[c] == max_cached(c) && give_batch(c, tc.head[c])) {
-      tc.head[c] = new (p) free_block{nullptr, nullptr};
-      tc.count[c] = 1;
-      return;
-    }
+  if (tc.count[c] == max_cached(c) && give_batch(c, tc.head[c])) {
+    tc.head[c] = new (p) free_block{nullptr, nullptr};
+    tc.count[c] = 1;
+    return;
   }
   ::operator delete(p);
 }
@@ -178,28 +164,30 @@ namespace {
 
 void* allocate_state(std::size_t size) {
   const std::size_t c = class_of(size);
-  if (c < kClasses && use_cache()) {
-    thread_cache& tc = cache;
-    if (free_block* b = tc.head[c]) {
-      tc.head[c] = b->next;
-      --tc.count[c];
-      return b;
-    }
+  if (c >= kClasses) return ::operator new(size);
+  if (!use_cache()) return ::operator new((c + 1) * kGranule);
+  thread_cache& tc = cache;
+  if (free_block* b = tc.head[c]) {
+    tc.head[c] = b->next;
+    --tc.count[c];
+    return b;
   }
-  return allocate_slow(size);
+  return allocate_slow(c);
 }
 
 void deallocate_state(void* p, std::size_t size) noexcept {
   const std::size_t c = class_of(size);
-  if (c < kClasses && use_cache()) {
-    thread_cache& tc = cache;
-    if (tc.count[c] < max_cached(c) && tc.owner_registered) {
-      tc.head[c] = new (p) free_block{tc.head[c], nullptr};
-      ++tc.count[c];
-      return;
-    }
+  if (c >= kClasses || !use_cache()) {
+    ::operator delete(p);
+    return;
   }
-  deallocate_slow(p, size);
+  thread_cache& tc = cache;
+  if (tc.count[c] < max_cached(c) && tc.owner_registered) {
+    tc.head[c] = new (p) free_block{tc.head[c], nullptr};
+    ++tc.count[c];
+    return;
+  }
+  deallocate_slow(p, c);
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {
