@@ -34,8 +34,9 @@
 // Limits: a thread is inside at most one gate at a time (execute() runs no user code while inside), and leaves
 // on the thread it entered on. Draining is polled: nobody is woken when the last holder leaves (a wake-up would
 // have to touch the executor after the leave). Holders are execute() calls, a few hundred nanoseconds, so a
-// consumer that finds the gate closed but not drained yields and looks again; wait_drained() backs off to
-// short sleeps. drained() costs a heavy fence and a scan under the registry's mutex: call it only once closed.
+// consumer that finds the gate closed but not drained backs off (admission_gate::backoff: yields, then short
+// sleeps) and looks again, as wait_drained() does. drained() costs a heavy fence and a scan under the
+// registry's mutex: call it only once closed.
 //
 // Thread-safety: all members are thread-safe. A thread's first try_enter() takes the registry's mutex once to
 // link its record (and the C++ runtime may allocate to register the record's destructor); otherwise lock-free
@@ -113,8 +114,8 @@ class alignas(64) admission_gate {
     return true;
   }
 
-  // Leaves after try_enter() returned true, on the same thread. Touches nothing of the gate. Thread-safe.
-  // Never allocates.
+  // Leaves after try_enter() returned true, on the same thread. Touches nothing of the gate after the store (or,
+  // for a late thread, the decrement) that ends the hold. Thread-safe. Never allocates.
   void leave() noexcept {
     // release (both): what this holder did before leaving is visible to whoever sees drained(). A thread's
     // record cannot be destroyed between its try_enter() and leave(): both are in one execute() call.
