@@ -52,6 +52,20 @@ void set_counters(benchmark::State& state) {
       benchmark::Counter(kTasks, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
+// The timed loop every peer shares: per iteration, kTasks calls of post(i) split over the producer threads, then
+// a wait until `done` has counted them all.
+template <class Post>
+void measure(benchmark::State& state, const bench::sharded_counter& done, Post post) {
+  const int producers = static_cast<int>(state.range(0));
+  std::int64_t target = 0;
+  for (auto _ : state) {
+    produce(producers, post);
+    target += kTasks;
+    done.wait_for(target);
+  }
+  set_counters(state);
+}
+
 // A caller-owned task node that counts itself done.
 class counting_task final : public anydefer::task {
  public:
@@ -65,36 +79,21 @@ class counting_task final : public anydefer::task {
 };
 
 void throughput_anydefer_execute(benchmark::State& state) {
-  const int producers = static_cast<int>(state.range(0));
   anydefer::thread_pool pool;
   bench::sharded_counter done;
   std::vector<counting_task> tasks(kTasks);
   for (auto& t : tasks) t.counter = &done;
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    produce(producers, [&](std::int64_t i) { pool.execute(tasks[static_cast<std::size_t>(i)]); });
-    target += kTasks;
-    done.wait_for(target);
-  }
-  set_counters(state);
+  measure(state, done, [&](std::int64_t i) { pool.execute(tasks[static_cast<std::size_t>(i)]); });
 }
 
 void throughput_anydefer_submit(benchmark::State& state) {
-  const int producers = static_cast<int>(state.range(0));
   anydefer::thread_pool pool;
   bench::sharded_counter done;
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    produce(producers, [&](std::int64_t) { anydefer::submit(pool, [&done] { done.add(); }); });
-    target += kTasks;
-    done.wait_for(target);
-  }
-  set_counters(state);
+  measure(state, done, [&](std::int64_t) { anydefer::submit(pool, [&done] { done.add(); }); });
 }
 
 // `consumers` threads spin on try_dequeue (yielding when idle, as the pool's workers do).
 void raw_moodycamel(benchmark::State& state, unsigned consumers) {
-  const int producers = static_cast<int>(state.range(0));
   moodycamel::ConcurrentQueue<anydefer::task*> queue;
   std::atomic<bool> stop{false};
   bench::sharded_counter done;
@@ -118,53 +117,33 @@ void raw_moodycamel(benchmark::State& state, unsigned consumers) {
       }
     });
   }
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    produce(producers, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
-    target += kTasks;
-    done.wait_for(target);
-  }
+  measure(state, done, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
   stop.store(true, std::memory_order_relaxed);
   for (auto& c : consumer_threads) c.join();
-  set_counters(state);
 }
 
 void throughput_raw_moodycamel(benchmark::State& state) { raw_moodycamel(state, 1); }
 void throughput_raw_moodycamel_pool_sized(benchmark::State& state) { raw_moodycamel(state, hardware_threads()); }
 
 void throughput_onetbb_enqueue(benchmark::State& state) {
-  const int producers = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(hardware_threads());
   // TBB's default allows hardware_threads - 1 workers; an arena with no slot reserved for this thread needs all.
   tbb::global_control allow(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads) + 1);
   tbb::task_arena arena(threads, 0);
   bench::sharded_counter done;
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    produce(producers, [&](std::int64_t) { arena.enqueue([&done] { done.add(); }); });
-    target += kTasks;
-    done.wait_for(target);
-  }
-  set_counters(state);
+  measure(state, done, [&](std::int64_t) { arena.enqueue([&done] { done.add(); }); });
 }
 
 void throughput_asio_post(benchmark::State& state) {
-  const int producers = static_cast<int>(state.range(0));
   const unsigned threads = hardware_threads();
   asio::io_context io(static_cast<int>(threads));
   auto guard = asio::make_work_guard(io);
   std::vector<std::thread> runners;
   for (unsigned i = 0; i < threads; ++i) runners.emplace_back([&io] { io.run(); });
   bench::sharded_counter done;
-  std::int64_t target = 0;
-  for (auto _ : state) {
-    produce(producers, [&](std::int64_t) { asio::post(io, [&done] { done.add(); }); });
-    target += kTasks;
-    done.wait_for(target);
-  }
+  measure(state, done, [&](std::int64_t) { asio::post(io, [&done] { done.add(); }); });
   guard.reset();
   for (auto& r : runners) r.join();
-  set_counters(state);
 }
 
 void producers(benchmark::internal::Benchmark* b) {

@@ -70,7 +70,7 @@ class work_stealing_deque {
     // Fast empty check, without the fence below: top_ only grows, so a stale top_ that already reaches bottom_
     // proves the deque empty (relaxed: no slot is read on the strength of it). Idle workers poll their own
     // deque in every scan, and a fence per poll would cost more than the scan.
-    if (bottom_.load(std::memory_order_relaxed) <= top_.load(std::memory_order_relaxed)) return nullptr;
+    if (empty_approx()) return nullptr;
     // relaxed: owner-private values.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     ring* r = ring_.load(std::memory_order_relaxed);
@@ -104,7 +104,7 @@ class work_stealing_deque {
     // Fast empty check, without the fence below (relaxed: a hint; nullptr is allowed whenever the deque looked
     // empty). A caller that must not miss an item pushed before some synchronisation point gets it anyway:
     // the loads below are then ordered after that point and see the push.
-    if (bottom_.load(std::memory_order_relaxed) <= top_.load(std::memory_order_relaxed)) return nullptr;
+    if (empty_approx()) return nullptr;
     // acquire: pairs with the CAS of other thieves and of pop(), so the slot we read is not one already taken.
     std::int64_t t = top_.load(std::memory_order_acquire);
     // seq_cst fence: pairs with pop()'s fence (see there): top_ is read before bottom_ in the global order.
