@@ -1,5 +1,6 @@
 #include "anydefer/executors/detail/admission_gate.hpp"
 
+#include <mutex>
 #include <type_traits>
 
 namespace anydefer::detail {

@@ -46,7 +46,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <thread>
 
 #include "anydefer/executors/detail/asymmetric_fence.hpp"
