@@ -132,6 +132,52 @@ TEST(ThreadPoolTest, MillionOutsideTasksRunExactlyOnceAcrossIdleBursts) {
   }
 }
 
+// Holds its worker until released. Gives up after 20 s, so that a failing test cannot hang the run.
+struct blocking_task : anydefer::task {
+  blocking_task() : task(&ops) {}
+  std::atomic<bool> release{false};
+  std::atomic<bool> finished{false};
+
+  static void run_it(task& t) noexcept {
+    auto& self = static_cast<blocking_task&>(t);
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!self.release.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50us);
+    }
+    self.finished.store(true, std::memory_order_release);
+  }
+  static void reject_it(task& t, std::exception_ptr) noexcept {
+    static_cast<blocking_task&>(t).finished.store(true, std::memory_order_release);
+  }
+  static constexpr operations ops{&run_it, &reject_it};
+};
+
+// Workers take outside tasks in batches: a task stuck at the front of one must not hold back the rest of it
+// while another worker is free.
+TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithABlockingTaskRunOnTheOtherWorker) {
+  anydefer::thread_pool pool(2);
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(2ms);  // both workers parked: the first to wake can take the whole burst at once
+    blocking_task blocker;
+    std::vector<tick_task> ticks(7);
+    std::atomic<long> done{0};
+    pool.execute(blocker);
+    for (auto& t : ticks) {
+      t.done = &done;
+      pool.execute(t);
+    }
+    const bool others_ran = eventually([&] { return done.load(std::memory_order_acquire) == 7; }, 10s);
+    const long ran_while_blocked = done.load();
+    blocker.release.store(true, std::memory_order_release);
+    ASSERT_TRUE(eventually([&] {  // nothing may still be queued when the tasks go out of scope
+      return blocker.finished.load(std::memory_order_acquire) && done.load(std::memory_order_acquire) == 7;
+    }));
+    ASSERT_TRUE(others_ran) << "round " << round << ": " << ran_while_blocked
+                            << " of 7 ran while the first task blocked";
+    for (auto& t : ticks) ASSERT_EQ(t.runs.load(), 1);
+  }
+}
+
 // A fork-join tree node: an inner node executes its two children onto the pool from its worker thread.
 struct tree_node : anydefer::task {
   tree_node(anydefer::thread_pool& p, int d, std::atomic<long>& l) : task(&ops), pool(p), depth(d), leaves(l) {}
