@@ -2,9 +2,11 @@
 // back to A. Each benchmark iteration is kRounds round trips back to back (the next starts when the previous
 // came back); per_round_trip is the time of one.
 //
-//   anydefer        two reactors, each on its own thread: on A, deferred<int> d;
+//   anydefer        two shards of a reactor_group, each on its own thread: on A, deferred<int> d;
 //                   d.add_callback(B, f).add_callback(A, next_round); d.callback(v).
-//   anydefer_execute the executors alone: two caller-owned task nodes that reactor::execute() each other.
+//   anydefer_execute the executors alone: two caller-owned task nodes that the shards execute() on each other.
+//   anydefer_execute_standalone  the same between two reactors that are not a group (no shard channel: each
+//                   hop goes through the target's general inbox).
 //   asio_post       two io_contexts, each run by its own thread: post to B, which posts back to A.
 //   raw_atomic      the floor: two threads spinning on one atomic, each waiting for the other's write.
 //   condvar         two threads handing a turn over with a mutex and a condition variable.
@@ -19,6 +21,7 @@
 
 #include <anydefer/deferred.hpp>
 #include <anydefer/executors/reactor.hpp>
+#include <anydefer/executors/reactor_group.hpp>
 #include <asio.hpp>
 
 #include "bench_counter.hpp"
@@ -59,10 +62,9 @@ void start_round(reactor_round_trips* rt) {
 }
 
 void cross_anydefer(benchmark::State& state) {
-  anydefer::reactor a;
-  anydefer::reactor b;
-  a.start();
-  b.start();
+  anydefer::reactor_group shards(2);
+  anydefer::reactor& a = shards.shard(0);
+  anydefer::reactor& b = shards.shard(1);
   for (auto _ : state) {
     reactor_round_trips rt{a, b, kRounds, 0, anydefer::deferred<void>()};
     anydefer::deferred<void> done = rt.done;
@@ -71,8 +73,7 @@ void cross_anydefer(benchmark::State& state) {
     benchmark::DoNotOptimize(rt.checksum);
     if (rt.checksum != 2 * kRounds) state.SkipWithError("wrong checksum");
   }
-  a.stop();
-  b.stop();
+  shards.stop();
   set_counters(state);
 }
 
@@ -99,11 +100,7 @@ struct alignas(64) bouncing_task final : anydefer::task {
   static constexpr operations ops{&run, &reject};
 };
 
-void cross_reactor_execute(benchmark::State& state) {
-  anydefer::reactor a;
-  anydefer::reactor b;
-  a.start();
-  b.start();
+void bounce(benchmark::State& state, anydefer::reactor& a, anydefer::reactor& b) {
   for (auto _ : state) {
     alignas(64) std::int64_t remaining = kRounds + 1;  // the serve below is not a round trip
     std::promise<void> done;
@@ -119,9 +116,20 @@ void cross_reactor_execute(benchmark::State& state) {
     a.execute(on_a);
     finished.get();
   }
-  a.stop();
-  b.stop();
   set_counters(state);
+}
+
+void cross_reactor_execute(benchmark::State& state) {
+  anydefer::reactor_group shards(2);
+  bounce(state, shards.shard(0), shards.shard(1));
+}
+
+void cross_reactor_execute_standalone(benchmark::State& state) {
+  anydefer::reactor a;
+  anydefer::reactor b;
+  a.start();
+  b.start();
+  bounce(state, a, b);
 }
 
 // --- Asio: io_context A -> io_context B -> io_context A --------------------------------------------------------
@@ -238,6 +246,10 @@ void cross_condvar(benchmark::State& state) {
 BENCHMARK(cross_anydefer)->Name("BM_CrossRoundTrip/anydefer")->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(cross_reactor_execute)
     ->Name("BM_CrossRoundTrip/anydefer_execute")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(cross_reactor_execute_standalone)
+    ->Name("BM_CrossRoundTrip/anydefer_execute_standalone")
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(cross_asio)->Name("BM_CrossRoundTrip/asio_post")->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/detail/admission_gate.hpp"
@@ -24,6 +25,7 @@
 #include "anydefer/executors/detail/cpu_relax.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
 #include "anydefer/executors/detail/reject.hpp"
+#include "anydefer/executors/detail/shard_channels.hpp"
 #include "anydefer/executors/detail/task_fifo.hpp"
 #include "anydefer/executors/detail/timer_heap.hpp"
 
@@ -96,7 +98,7 @@ struct reactor::impl {
       std::lock_guard<std::mutex> lock(timer_mutex);  // a timer added after this wakes us (schedule_at)
       deadline = timers.next_deadline();
     }
-    bool skip = !inbox.empty() || gate.closed();
+    bool skip = anything_posted() || gate.closed();
     if (!skip && deadline && *deadline <= clock::now()) skip = true;
     if (!skip) {
       pollfd fd{event_fd, POLLIN, 0};
@@ -118,8 +120,33 @@ struct reactor::impl {
   }
 
   void collect_inbox() noexcept {
-    const detail::intrusive_inbox::batch b = inbox.take_all();
+    for (detail::intrusive_inbox* channel : channels_in) collect(*channel);
+    collect(inbox);
+  }
+
+  void collect(detail::intrusive_inbox& from) noexcept {
+    const detail::intrusive_inbox::batch b = from.take_all();
     ready.append_chain(b.first, b.last, b.size);
+  }
+
+  // True if a task waits in the inbox or in a channel from another shard. Relaxed loads (see spin_for_inbox()):
+  // callers that need ordering put a fence first.
+  bool anything_posted() const noexcept {
+    if (!inbox.empty()) return true;
+    for (const detail::intrusive_inbox* channel : channels_in) {
+      if (!channel->empty()) return true;
+    }
+    return false;
+  }
+
+  // Where a task executed on this reactor from the calling thread goes: the channel from the calling thread's
+  // shard if it runs the loop of another shard of the same group, else the general inbox.
+  detail::intrusive_inbox& inbox_for_caller() noexcept {
+    const auto* from = static_cast<const impl*>(current_loop);
+    if (from != nullptr && channels != nullptr && from->channels == channels) {
+      return channels->between(from->shard_index, shard_index);
+    }
+    return inbox;
   }
 
   void collect_due_timers() noexcept {
@@ -143,8 +170,8 @@ struct reactor::impl {
     std::optional<time_point> until;
     for (;;) {
       for (int i = 0; i < 1024; ++i) {
-        // empty() is a relaxed load of the inbox's head: whatever it finds, iterate() collects with acquire.
-        if (!inbox.empty() || gate.closed()) return true;
+        // Relaxed loads of the inboxes' heads: whatever they find, iterate() collects with acquire.
+        if (anything_posted() || gate.closed()) return true;
         detail::cpu_relax();
       }
       const time_point now = clock::now();
@@ -199,7 +226,7 @@ struct reactor::impl {
         has_timers.store(false, std::memory_order_relaxed);
       }
       while (task* t = doomed.pop_front()) detail::reject_stopped(*t, "reactor");
-      if (ready.empty() && inbox.empty()) break;
+      if (ready.empty() && !anything_posted()) break;
     }
     finished = true;
     return ran;
@@ -219,9 +246,15 @@ struct reactor::impl {
   const std::size_t quota;
   const int event_fd;
 
-  detail::task_fifo ready;  // loop thread only
-  detail::intrusive_inbox inbox;
-  std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
+  detail::task_fifo ready;                        // loop thread only
+  alignas(64) detail::intrusive_inbox inbox;      // a line of its own: see intrusive_inbox.hpp
+  alignas(64) std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
+
+  // For a shard of a reactor_group (set by join_group() before the loop starts, constant afterwards): the
+  // group's channels, this shard's index, and the channels it consumes (detail/shard_channels.hpp).
+  detail::shard_channels* channels = nullptr;
+  std::size_t shard_index = 0;
+  std::vector<detail::intrusive_inbox*> channels_in;
   detail::admission_gate gate;
 
   std::mutex timer_mutex;
@@ -321,9 +354,9 @@ void reactor::execute(task& t) noexcept {
     detail::reject_stopped(t, "reactor");
     return;
   }
-  // Only a push onto an empty inbox can find the loop asleep: while the inbox is non-empty, the loop's re-check
+  // Only a push onto an empty inbox can find the loop asleep: while an inbox is non-empty, the loop's re-check
   // before sleeping sees it (see intrusive_inbox.hpp and the sleep protocol in reactor.hpp).
-  if (p.inbox.push(t)) p.wake();
+  if (p.inbox_for_caller().push(t)) p.wake();
   p.gate.leave();
 }
 
@@ -387,5 +420,15 @@ void reactor::join() noexcept {
 }
 
 bool reactor::running_in_this_thread() const noexcept { return current_loop == impl_.get(); }
+
+void reactor::join_group(detail::shard_channels& channels, std::size_t index) {
+  impl& p = *impl_;
+  p.channels_in.reserve(channels.shards() - 1);
+  for (std::size_t from = 0; from < channels.shards(); ++from) {
+    if (from != index) p.channels_in.push_back(&channels.between(from, index));
+  }
+  p.channels = &channels;
+  p.shard_index = index;
+}
 
 }  // namespace anydefer

@@ -7,10 +7,14 @@ namespace anydefer {
 
 reactor_group::reactor_group(std::size_t size, bool pin, std::size_t quota) {
   if (size == 0) size = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  if (size > 1 && size <= detail::shard_channels::kMaxShards) {
+    channels_ = std::make_unique<detail::shard_channels>(size);
+  }
   shards_.reserve(size);
   try {
     for (std::size_t i = 0; i < size; ++i) {
       shards_.push_back(std::make_unique<reactor>(quota));
+      if (channels_) shards_.back()->join_group(*channels_, i);
       shards_.back()->start(pin ? std::optional<unsigned>(static_cast<unsigned>(i)) : std::nullopt);
     }
   } catch (...) {

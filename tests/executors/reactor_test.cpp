@@ -4,10 +4,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -17,6 +20,7 @@
 
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
+#include "anydefer/executors/detail/shard_channels.hpp"
 #include "anydefer/executors/reactor.hpp"
 #include "anydefer/executors/reactor_group.hpp"
 #include "counting_task.hpp"
@@ -366,6 +370,158 @@ TEST(ReactorTest, IdleReactorUsesAlmostNoCpu) {
   std::this_thread::sleep_for(300ms);
   const double used = process_cpu_seconds() - before;
   EXPECT_LT(used, 0.03) << "an idle reactor used " << used << " s of CPU in 0.3 s";
+}
+
+TEST(ShardChannelsTest, EveryOrderedPairHasItsOwnInboxAndEachPairSharesOneLine) {
+  anydefer::detail::shard_channels channels(5);
+  std::vector<const void*> seen;
+  for (std::size_t from = 0; from < 5; ++from) {
+    for (std::size_t to = 0; to < 5; ++to) {
+      if (from == to) continue;
+      const auto* in = &channels.between(from, to);
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), in), 0) << from << " -> " << to;
+      seen.push_back(in);
+      // The point of the channels: both directions of a pair on one cache line, and no other pair's.
+      const auto* back = &channels.between(to, from);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(in) / 64, reinterpret_cast<std::uintptr_t>(back) / 64);
+    }
+  }
+  std::vector<std::uintptr_t> lines;
+  for (const void* in : seen) lines.push_back(reinterpret_cast<std::uintptr_t>(in) / 64);
+  std::sort(lines.begin(), lines.end());
+  EXPECT_EQ(std::unique(lines.begin(), lines.end()) - lines.begin(), 10);  // 5 * 4 / 2 pairs
+}
+
+// A task that, run on one shard, executes `count` numbered tasks on another from that shard's loop (through the
+// pair's channel); each records its number where it runs.
+struct numbered_hop : anydefer::task {
+  numbered_hop() : task(&ops) {}
+  int number = 0;
+  std::vector<int>* log = nullptr;  // written on the target shard only
+  std::atomic<int>* done = nullptr;
+
+  static void run_it(task& t) noexcept {
+    auto& self = static_cast<numbered_hop&>(t);
+    self.log->push_back(self.number);
+    self.done->fetch_add(1, std::memory_order_release);
+  }
+  static void reject_it(task& t, std::exception_ptr) noexcept {
+    static_cast<numbered_hop&>(t).done->fetch_add(1, std::memory_order_release);
+  }
+  static constexpr operations ops{&run_it, &reject_it};
+};
+
+TEST(ReactorGroupTest, TasksAShardExecutesOnAnotherRunInOrderAlongsideOutsideWork) {
+  anydefer::reactor_group group(3);
+  constexpr int kCount = 20000;
+  std::vector<numbered_hop> from_shard(kCount);
+  std::vector<numbered_hop> from_outside(kCount);
+  std::vector<int> shard_log;
+  std::vector<int> outside_log;
+  std::atomic<int> done{0};
+  for (int i = 0; i < kCount; ++i) {
+    from_shard[static_cast<std::size_t>(i)].number = i;
+    from_shard[static_cast<std::size_t>(i)].log = &shard_log;
+    from_shard[static_cast<std::size_t>(i)].done = &done;
+    from_outside[static_cast<std::size_t>(i)].number = i;
+    from_outside[static_cast<std::size_t>(i)].log = &outside_log;
+    from_outside[static_cast<std::size_t>(i)].done = &done;
+  }
+  counting_task sender([&] {
+    for (auto& t : from_shard) group.shard(2).execute(t);  // shard 0's loop -> shard 2: the (0, 2) channel
+  });
+  group.shard(0).execute(sender);
+  for (auto& t : from_outside) group.shard(2).execute(t);  // this thread -> shard 2: its general inbox
+  ASSERT_TRUE(eventually([&] { return done.load(std::memory_order_acquire) == 2 * kCount; }));
+  group.stop();
+  std::vector<int> expected(kCount);
+  for (int i = 0; i < kCount; ++i) expected[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(shard_log, expected);
+  EXPECT_EQ(outside_log, expected);
+}
+
+// Bounces between the shards of a group, round robin, `left` more times; counts every run.
+struct ring_hop : anydefer::task {
+  ring_hop() : task(&ops) {}
+  anydefer::reactor_group* group = nullptr;
+  std::size_t at = 0;
+  std::atomic<long>* left = nullptr;
+  std::atomic<long>* runs = nullptr;
+  std::atomic<long>* rejects = nullptr;
+  std::atomic<long>* stopped = nullptr;  // balls that ran out of hops (their last touch of themselves)
+
+  static void run_it(task& t) noexcept {
+    auto& self = static_cast<ring_hop&>(t);
+    EXPECT_TRUE(self.group->shard(self.at).running_in_this_thread());
+    self.runs->fetch_add(1, std::memory_order_relaxed);
+    if (self.left->fetch_sub(1, std::memory_order_acq_rel) <= 1) {
+      self.stopped->fetch_add(1, std::memory_order_release);
+      return;
+    }
+    self.at = (self.at + 1) % self.group->size();
+    self.group->shard(self.at).execute(self);  // may run on the other shard at once: self is not touched after
+  }
+  static void reject_it(task& t, std::exception_ptr) noexcept {
+    static_cast<ring_hop&>(t).rejects->fetch_add(1, std::memory_order_release);
+  }
+  static constexpr operations ops{&run_it, &reject_it};
+};
+
+TEST(ReactorGroupTest, TasksBouncingAcrossShardsThroughIdlePeriodsAllRun) {
+  anydefer::reactor_group group(3);
+  std::vector<ring_hop> balls(8);
+  std::atomic<long> left{0};
+  std::atomic<long> runs{0};
+  std::atomic<long> rejects{0};
+  std::atomic<long> stopped{0};
+  const long balls_in_play = static_cast<long>(balls.size());
+  const long hops_per_ball = 5000;
+  for (int round = 0; round < 3; ++round) {
+    left = balls_in_play * hops_per_ball;
+    runs = 0;
+    stopped = 0;
+    for (std::size_t i = 0; i < balls.size(); ++i) {
+      balls[i].group = &group;
+      balls[i].at = i % group.size();
+      balls[i].left = &left;
+      balls[i].runs = &runs;
+      balls[i].rejects = &rejects;
+      balls[i].stopped = &stopped;
+      group.shard(balls[i].at).execute(balls[i]);
+    }
+    ASSERT_TRUE(eventually([&] { return stopped.load(std::memory_order_acquire) == balls_in_play; }))
+        << "round " << round << ": " << stopped.load() << " balls stopped, " << runs.load() << " hops";
+    // The count ran out on one ball's hop; each other ball made one more hop, found it spent and stopped.
+    EXPECT_EQ(runs.load(), balls_in_play * hops_per_ball + balls_in_play - 1) << "round " << round;
+    std::this_thread::sleep_for(30ms);  // the shards go to sleep: the next round's hops must wake them
+  }
+  EXPECT_EQ(rejects.load(), 0);
+}
+
+TEST(ReactorGroupTest, StopWhileShardsExecuteOnEachOtherRunsOrRejectsEveryTaskOnce) {
+  for (int trial = 0; trial < 20; ++trial) {
+    auto group = std::make_unique<anydefer::reactor_group>(2);
+    std::vector<ring_hop> balls(4);
+    std::atomic<long> left{1L << 40};  // never runs out: only the stop ends the bouncing
+    std::atomic<long> runs{0};
+    std::atomic<long> rejects{0};
+    std::atomic<long> stopped{0};
+    for (std::size_t i = 0; i < balls.size(); ++i) {
+      balls[i].group = group.get();
+      balls[i].at = i % 2;
+      balls[i].left = &left;
+      balls[i].runs = &runs;
+      balls[i].rejects = &rejects;
+      balls[i].stopped = &stopped;
+      group->shard(balls[i].at).execute(balls[i]);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * trial));
+    group->stop();
+    // A ball never runs out of hops, so each one bounced until a hop found its target stopped: rejected once.
+    EXPECT_EQ(rejects.load(), static_cast<long>(balls.size())) << "trial " << trial;
+    EXPECT_EQ(stopped.load(), 0);
+    group.reset();
+  }
 }
 
 TEST(ReactorGroupTest, EachShardRunsOnItsOwnThread) {

@@ -15,7 +15,8 @@
 // runs the loop at a time.
 //
 // Queues: execute() from the loop thread appends to a local FIFO (no atomics). From any other thread it pushes
-// onto a lock-free intrusive MPSC inbox (detail/intrusive_inbox.hpp); the loop takes the inbox in batches. Tasks
+// onto a lock-free intrusive MPSC inbox (detail/intrusive_inbox.hpp); the loop takes the inbox in batches. (The
+// shards of a reactor_group post to each other through per-pair channels instead: reactor_group.hpp.) Tasks
 // from one thread run in the order that thread executed them.
 //
 // Fairness: each iteration runs at most `quota` ready tasks (default 64), then collects the inbox and due
@@ -64,6 +65,11 @@
 #include "anydefer/executors/detail/bound_links.hpp"
 
 namespace anydefer {
+
+class reactor_group;
+namespace detail {
+class shard_channels;
+}
 
 // Names a timer scheduled on a reactor. A default-constructed id names no timer (scheduling returns one when the
 // task was rejected instead of scheduled).
@@ -150,6 +156,11 @@ class alignas(64) reactor {
   void track_bound_links(int n) noexcept { bound_links_.track(n); }
 
  private:
+  friend class reactor_group;
+  // Makes this reactor shard `index` of a group whose shards post to each other through `channels`, which must
+  // outlive it. Before start(). Throws std::bad_alloc.
+  void join_group(detail::shard_channels& channels, std::size_t index);
+
   detail::bound_links bound_links_;
   struct impl;
   std::unique_ptr<impl> impl_;

@@ -8,6 +8,13 @@
 //   home.execute(t);
 //   shards.stop();                                              // stops all, then joins all
 //
+// Shards post to each other through channels: a task one shard's loop executes on another goes into an inbox
+// that only that pair uses, kept on one cache line with the inbox of the opposite direction, so a hand-off
+// between two shards moves one cache line once (detail/shard_channels.hpp; B7 in BENCHMARKS.md measures it).
+// Work from any other thread goes through the shard's general inbox. Groups of more than 64 shards use the
+// general inboxes only (each shard polls one channel per other shard). Tasks from one thread still run in the
+// order that thread executed them.
+//
 // Lifecycle: stop() (and the destructor) asks every shard to stop first, so they drain in parallel, then joins
 // them; each shard follows reactor's rules (queued work runs, pending timers are rejected, later execute()
 // calls are rejected inline). The group must outlive every user of its shards.
@@ -20,6 +27,7 @@
 #include <memory>
 #include <vector>
 
+#include "anydefer/executors/detail/shard_channels.hpp"
 #include "anydefer/executors/reactor.hpp"
 
 namespace anydefer {
@@ -46,6 +54,7 @@ class reactor_group {
   void stop() noexcept;
 
  private:
+  std::unique_ptr<detail::shard_channels> channels_;  // declared first: outlives the shards that use it
   std::vector<std::unique_ptr<reactor>> shards_;
 };
 

@@ -18,6 +18,12 @@
 // ping-pong of tasks between two threads, each task's cache line stays with the thread that runs it, and a
 // hand-off costs the transfer of the inbox's line alone. (Tasks are at least pointer-aligned: bit 0 is free.)
 //
+// Placement: the inbox is one word, and where it lives decides what a hand-off costs, so the owner places it.
+// A reactor's general inbox has a cache line of its own. The two inboxes through which a pair of reactor_group
+// shards post to each other share one line (detail/shard_channels.hpp): in a ping-pong between them each side
+// then writes the line it has just read, and a hand-off moves that one line once instead of two lines (the
+// producer's CAS fetching the consumer's line, then the consumer's poll fetching it back).
+//
 // Thread-safety: push() and empty() from any thread; take_all() from one consumer thread at a time.
 // Lock-free. Never allocates.
 #pragma once
@@ -89,7 +95,7 @@ class intrusive_inbox {
   static task* untagged(std::uintptr_t link) noexcept { return reinterpret_cast<task*>(link & ~kLast); }
 
   // A task's address, with kLast set when that task is the bottom node (0: empty).
-  alignas(64) std::atomic<std::uintptr_t> head_{0};
+  std::atomic<std::uintptr_t> head_{0};
 };
 
 }  // namespace anydefer::detail
