@@ -119,6 +119,8 @@ struct reactor::impl {
     [[maybe_unused]] const ssize_t got = ::read(event_fd, &drained_count, sizeof drained_count);
   }
 
+  // The channels from other shards first, then the general inbox. Each source keeps its producers' order; there
+  // is none between sources, as there is none between the tasks of different threads.
   void collect_inbox() noexcept {
     for (detail::intrusive_inbox* channel : channels_in) collect(*channel);
     collect(inbox);
@@ -243,18 +245,18 @@ struct reactor::impl {
     finish();
   }
 
+  // Read-mostly: constant once the loop runs, read by producers on every execute() (channels, shard_index).
   const std::size_t quota;
   const int event_fd;
-
-  detail::task_fifo ready;                        // loop thread only
-  alignas(64) detail::intrusive_inbox inbox;      // a line of its own: see intrusive_inbox.hpp
-  alignas(64) std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
-
-  // For a shard of a reactor_group (set by join_group() before the loop starts, constant afterwards): the
-  // group's channels, this shard's index, and the channels it consumes (detail/shard_channels.hpp).
+  // For a shard of a reactor_group (set by join_group() before the loop starts): the group's channels, this
+  // shard's index, and the channels it consumes (detail/shard_channels.hpp).
   detail::shard_channels* channels = nullptr;
   std::size_t shard_index = 0;
   std::vector<detail::intrusive_inbox*> channels_in;
+
+  alignas(64) detail::task_fifo ready;            // loop thread only, written by every iteration
+  alignas(64) detail::intrusive_inbox inbox;      // a line of its own: see intrusive_inbox.hpp
+  alignas(64) std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
   detail::admission_gate gate;
 
   std::mutex timer_mutex;

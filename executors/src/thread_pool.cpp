@@ -72,7 +72,9 @@ struct thread_pool::impl {
       if (this_worker.help_depth >= max_help_depth) return false;
       task* t = deque.pop();
       if (t == nullptr) t = pool.steal_from_others(*this);
-      if (t == nullptr) t = pool.take_injected(*this);
+      // One outside task, not a batch: a batch would put unrelated tasks on the own deque, ahead of the work
+      // this waiter would otherwise steal on its next help.
+      if (t == nullptr) t = pool.take_injected(*this, 1);
       if (t == nullptr) return false;
       ++this_worker.help_depth;
       t->run();
@@ -102,20 +104,28 @@ struct thread_pool::impl {
     for (std::size_t i = 0; i < threads; ++i) workers.push_back(std::make_unique<worker>(*this, i));
   }
 
-  // Takes up to kInjectionBatch outside tasks in one dequeue: returns the oldest and pushes the others onto this
-  // worker's deque (newest first, so that its owner pops them oldest first), where idle workers can steal them.
-  task* take_injected(worker& w) noexcept {
+  // Where a task a worker queues goes: its own deque; if the deque cannot grow, the injection queue; if that
+  // cannot grow either, nowhere: the task is rejected with std::bad_alloc.
+  enum class placed { deque, injection, rejected };
+  placed place_from_worker(worker& w, task& t) noexcept {
+    if (w.deque.push(&t)) return placed::deque;
+    if (injection.enqueue(&t)) return placed::injection;
+    t.reject(bad_alloc_error());
+    return placed::rejected;
+  }
+
+  // Takes up to `max` (at most kInjectionBatch) outside tasks in one dequeue: returns the oldest and queues the
+  // others on this worker's deque, newest first, so that its owner pops them in the order they were posted
+  // (thieves, taking from the other end, get the newest first).
+  task* take_injected(worker& w, std::size_t max = kInjectionBatch) noexcept {
     task* batch[kInjectionBatch];
-    const std::size_t n = injection.try_dequeue_bulk(w.injection_token, batch, kInjectionBatch);
+    const std::size_t n = injection.try_dequeue_bulk(w.injection_token, batch, max);
     if (n == 0) return nullptr;
-    for (std::size_t i = n; i-- > 1;) {
-      if (w.deque.push(batch[i])) continue;
-      // The deque could not grow: back to the injection queue, or, if that cannot grow either, rejected, as
-      // execute() rejects what it cannot queue.
-      if (!injection.enqueue(batch[i])) batch[i]->reject(bad_alloc_error());
-    }
+    for (std::size_t i = n; i-- > 1;) place_from_worker(w, *batch[i]);
     // Stealable work appeared: a parked worker must hear of it, or the batch waits for this worker's task to end.
     // (Not the cheap hint execute() from a worker uses: here the whole batch, not one continuation, would wait.)
+    // Workers that looked while the batch was in nobody's queue may have parked too: each thief passes the
+    // wake-up on while there is more to steal (steal_from_others).
     if (n > 1) parking.notify_one();
     return batch[0];
   }
@@ -127,7 +137,12 @@ struct thread_pool::impl {
     for (std::size_t k = 0; k < n; ++k) {
       worker& victim = *workers[(start + k) % n];
       if (&victim == &self) continue;
-      if (task* t = victim.deque.steal()) return t;
+      if (task* t = victim.deque.steal()) {
+        // More where this came from: one wake-up per stolen task reaches as many parked workers as there is work
+        // to steal. notify_one() costs a light fence and a load when nobody is parked.
+        if (!victim.deque.empty_approx()) parking.notify_one();
+        return t;
+      }
     }
     return nullptr;
   }
@@ -246,18 +261,18 @@ void thread_pool::execute(task& t) noexcept {
   if (this_worker.pool == &p) {
     // From our own worker: its deque, accepted even while stopping (the worker drains it before exiting).
     impl::worker& w = *p.workers[this_worker.index];
-    if (w.deque.push(&t)) {
-      // relaxed hint first so the common case (nobody asleep) costs no fence; notify_one() re-checks properly.
-      // A stale "nobody asleep" only delays parallelism: the owner still runs the task.
-      if (p.parking.waiters_approx() != 0 && w.deque.size_approx() > 1) p.parking.notify_one();
-      return;
+    switch (p.place_from_worker(w, t)) {
+      case impl::placed::deque:
+        // relaxed hint first so the common case (nobody asleep) costs no fence; notify_one() re-checks properly.
+        // A stale "nobody asleep" only delays parallelism: the owner still runs the task.
+        if (p.parking.waiters_approx() != 0 && w.deque.size_approx() > 1) p.parking.notify_one();
+        break;
+      case impl::placed::injection:
+        p.parking.notify_one();
+        break;
+      case impl::placed::rejected:
+        break;
     }
-    // The deque could not grow: fall back to the injection queue.
-    if (!p.injection.enqueue(&t)) {
-      t.reject(bad_alloc_error());
-      return;
-    }
-    p.parking.notify_one();
     return;
   }
   if (!p.gate.try_enter()) {

@@ -440,86 +440,126 @@ TEST(ReactorGroupTest, TasksAShardExecutesOnAnotherRunInOrderAlongsideOutsideWor
   EXPECT_EQ(outside_log, expected);
 }
 
-// Bounces between the shards of a group, round robin, `left` more times; counts every run.
+// A shard's channels are collected before its general inbox: a task that shard 0's loop executes on shard 1 runs
+// before one this thread executed there earlier, which shows the shard-to-shard path is the channel.
+TEST(ReactorGroupTest, ATaskFromAnotherShardTakesThePairChannel) {
+  anydefer::reactor_group group(2);
+  std::atomic<bool> started{false};
+  std::atomic<bool> release{false};
+  std::vector<int> order;  // written on shard 1 only, read after stop()
+  counting_task blocker([&] {
+    started.store(true, std::memory_order_release);
+    while (!release.load(std::memory_order_acquire)) std::this_thread::yield();
+  });
+  counting_task from_outside([&] { order.push_back(1); });
+  counting_task from_shard([&] { order.push_back(0); });
+  std::atomic<bool> sent{false};
+  counting_task sender([&] {
+    group.shard(1).execute(from_shard);
+    sent.store(true, std::memory_order_release);
+  });
+  group.shard(1).execute(blocker);
+  ASSERT_TRUE(eventually([&] { return started.load(std::memory_order_acquire); }));  // shard 1 is inside it
+  group.shard(1).execute(from_outside);  // queued behind the blocker in shard 1's general inbox
+  group.shard(0).execute(sender);        // shard 0's loop -> the (0, 1) channel
+  ASSERT_TRUE(eventually([&] { return sent.load(std::memory_order_acquire); }));
+  release.store(true, std::memory_order_release);
+  group.stop();
+  EXPECT_EQ(order, (std::vector<int>{0, 1}));
+}
+
+// Bounces between the shards of a group, round robin, until the shared count runs out; counts every run.
 struct ring_hop : anydefer::task {
   ring_hop() : task(&ops) {}
+  struct counters {
+    std::atomic<long> left{0};
+    std::atomic<long> runs{0};
+    std::atomic<long> rejects{0};
+    std::atomic<long> stopped{0};  // balls that ran out of hops (their last touch of themselves)
+  };
   anydefer::reactor_group* group = nullptr;
   std::size_t at = 0;
-  std::atomic<long>* left = nullptr;
-  std::atomic<long>* runs = nullptr;
-  std::atomic<long>* rejects = nullptr;
-  std::atomic<long>* stopped = nullptr;  // balls that ran out of hops (their last touch of themselves)
+  counters* count = nullptr;
+  std::chrono::microseconds pause_before_hop{0};  // long enough, and the next shard is asleep when the ball comes
 
   static void run_it(task& t) noexcept {
     auto& self = static_cast<ring_hop&>(t);
     EXPECT_TRUE(self.group->shard(self.at).running_in_this_thread());
-    self.runs->fetch_add(1, std::memory_order_relaxed);
-    if (self.left->fetch_sub(1, std::memory_order_acq_rel) <= 1) {
-      self.stopped->fetch_add(1, std::memory_order_release);
+    self.count->runs.fetch_add(1, std::memory_order_relaxed);
+    if (self.count->left.fetch_sub(1, std::memory_order_acq_rel) <= 1) {
+      self.count->stopped.fetch_add(1, std::memory_order_release);
       return;
     }
+    if (self.pause_before_hop.count() != 0) std::this_thread::sleep_for(self.pause_before_hop);
     self.at = (self.at + 1) % self.group->size();
     self.group->shard(self.at).execute(self);  // may run on the other shard at once: self is not touched after
   }
   static void reject_it(task& t, std::exception_ptr) noexcept {
-    static_cast<ring_hop&>(t).rejects->fetch_add(1, std::memory_order_release);
+    static_cast<ring_hop&>(t).count->rejects.fetch_add(1, std::memory_order_release);
   }
   static constexpr operations ops{&run_it, &reject_it};
 };
 
+// Serves `balls` round the group's shards, ball i first on shard i % size.
+void serve(std::vector<ring_hop>& balls, anydefer::reactor_group& group, ring_hop::counters& count,
+           std::chrono::microseconds pause_before_hop = std::chrono::microseconds{0}) {
+  for (std::size_t i = 0; i < balls.size(); ++i) {
+    balls[i].group = &group;
+    balls[i].at = i % group.size();
+    balls[i].count = &count;
+    balls[i].pause_before_hop = pause_before_hop;
+    group.shard(balls[i].at).execute(balls[i]);
+  }
+}
+
+// Runs `balls` for `hops_per_ball` hops each round the group and checks every hop ran exactly once.
+void bounce_until_spent(anydefer::reactor_group& group, std::size_t ball_count, long hops_per_ball,
+                        std::chrono::microseconds pause_before_hop = std::chrono::microseconds{0}) {
+  std::vector<ring_hop> balls(ball_count);
+  ring_hop::counters count;
+  const long in_play = static_cast<long>(ball_count);
+  count.left = in_play * hops_per_ball;
+  serve(balls, group, count, pause_before_hop);
+  ASSERT_TRUE(eventually([&] { return count.stopped.load(std::memory_order_acquire) == in_play; }, 60s))
+      << count.stopped.load() << " balls stopped, " << count.runs.load() << " hops";
+  // The count ran out on one ball's hop; each other ball made one more hop, found it spent and stopped.
+  EXPECT_EQ(count.runs.load(), in_play * hops_per_ball + in_play - 1);
+  EXPECT_EQ(count.rejects.load(), 0);
+}
+
 TEST(ReactorGroupTest, TasksBouncingAcrossShardsThroughIdlePeriodsAllRun) {
   anydefer::reactor_group group(3);
-  std::vector<ring_hop> balls(8);
-  std::atomic<long> left{0};
-  std::atomic<long> runs{0};
-  std::atomic<long> rejects{0};
-  std::atomic<long> stopped{0};
-  const long balls_in_play = static_cast<long>(balls.size());
-  const long hops_per_ball = 5000;
   for (int round = 0; round < 3; ++round) {
-    left = balls_in_play * hops_per_ball;
-    runs = 0;
-    stopped = 0;
-    for (std::size_t i = 0; i < balls.size(); ++i) {
-      balls[i].group = &group;
-      balls[i].at = i % group.size();
-      balls[i].left = &left;
-      balls[i].runs = &runs;
-      balls[i].rejects = &rejects;
-      balls[i].stopped = &stopped;
-      group.shard(balls[i].at).execute(balls[i]);
-    }
-    ASSERT_TRUE(eventually([&] { return stopped.load(std::memory_order_acquire) == balls_in_play; }))
-        << "round " << round << ": " << stopped.load() << " balls stopped, " << runs.load() << " hops";
-    // The count ran out on one ball's hop; each other ball made one more hop, found it spent and stopped.
-    EXPECT_EQ(runs.load(), balls_in_play * hops_per_ball + balls_in_play - 1) << "round " << round;
+    SCOPED_TRACE(round);
+    bounce_until_spent(group, 8, 5000);
     std::this_thread::sleep_for(30ms);  // the shards go to sleep: the next round's hops must wake them
   }
-  EXPECT_EQ(rejects.load(), 0);
+}
+
+TEST(ReactorGroupTest, AHopThroughAChannelWakesASleepingShard) {
+  anydefer::reactor_group group(2);
+  // 500 us on each shard before the hop: the other one spins for 20 us, then sleeps until the channel's push
+  // wakes it.
+  bounce_until_spent(group, 1, 40, std::chrono::microseconds{500});
+}
+
+TEST(ReactorGroupTest, AGroupTooLargeForChannelsStillCarriesTasksBetweenShards) {
+  anydefer::reactor_group group(anydefer::detail::shard_channels::kMaxShards + 1);
+  bounce_until_spent(group, 2, 3 * static_cast<long>(group.size()));
 }
 
 TEST(ReactorGroupTest, StopWhileShardsExecuteOnEachOtherRunsOrRejectsEveryTaskOnce) {
   for (int trial = 0; trial < 20; ++trial) {
     auto group = std::make_unique<anydefer::reactor_group>(2);
     std::vector<ring_hop> balls(4);
-    std::atomic<long> left{1L << 40};  // never runs out: only the stop ends the bouncing
-    std::atomic<long> runs{0};
-    std::atomic<long> rejects{0};
-    std::atomic<long> stopped{0};
-    for (std::size_t i = 0; i < balls.size(); ++i) {
-      balls[i].group = group.get();
-      balls[i].at = i % 2;
-      balls[i].left = &left;
-      balls[i].runs = &runs;
-      balls[i].rejects = &rejects;
-      balls[i].stopped = &stopped;
-      group->shard(balls[i].at).execute(balls[i]);
-    }
+    ring_hop::counters count;
+    count.left = 1L << 40;  // never runs out: only the stop ends the bouncing
+    serve(balls, *group, count);
     std::this_thread::sleep_for(std::chrono::microseconds(200 * trial));
     group->stop();
     // A ball never runs out of hops, so each one bounced until a hop found its target stopped: rejected once.
-    EXPECT_EQ(rejects.load(), static_cast<long>(balls.size())) << "trial " << trial;
-    EXPECT_EQ(stopped.load(), 0);
+    EXPECT_EQ(count.rejects.load(), static_cast<long>(balls.size())) << "trial " << trial;
+    EXPECT_EQ(count.stopped.load(), 0);
     group.reset();
   }
 }

@@ -152,30 +152,43 @@ struct blocking_task : anydefer::task {
   static constexpr operations ops{&run_it, &reject_it};
 };
 
-// Workers take outside tasks in batches: a task stuck at the front of one must not hold back the rest of it
-// while another worker is free.
-TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithABlockingTaskRunOnTheOtherWorker) {
-  anydefer::thread_pool pool(2);
+// Workers take outside tasks in batches: tasks stuck at the front of one must not hold back the rest of it while
+// other workers are free. Each round posts `blocking` blocking tasks, then 7 quick ones, to a pool whose workers
+// are parked.
+void quick_tasks_run_beside_blocked_workers(std::size_t workers, std::size_t blocking) {
+  anydefer::thread_pool pool(workers);
   for (int round = 0; round < 20; ++round) {
-    std::this_thread::sleep_for(2ms);  // both workers parked: the first to wake can take the whole burst at once
-    blocking_task blocker;
+    SCOPED_TRACE(round);
+    std::this_thread::sleep_for(2ms);  // let the workers park: the first to wake may take the whole burst
+    std::vector<blocking_task> blockers(blocking);
     std::vector<tick_task> ticks(7);
     std::atomic<long> done{0};
-    pool.execute(blocker);
+    for (auto& b : blockers) pool.execute(b);
     for (auto& t : ticks) {
       t.done = &done;
       pool.execute(t);
     }
     const bool others_ran = eventually([&] { return done.load(std::memory_order_acquire) == 7; }, 10s);
     const long ran_while_blocked = done.load();
-    blocker.release.store(true, std::memory_order_release);
+    for (auto& b : blockers) b.release.store(true, std::memory_order_release);
     ASSERT_TRUE(eventually([&] {  // nothing may still be queued when the tasks go out of scope
-      return blocker.finished.load(std::memory_order_acquire) && done.load(std::memory_order_acquire) == 7;
+      return done.load(std::memory_order_acquire) == 7 &&
+             std::all_of(blockers.begin(), blockers.end(),
+                         [](const blocking_task& b) { return b.finished.load(std::memory_order_acquire); });
     }));
-    ASSERT_TRUE(others_ran) << "round " << round << ": " << ran_while_blocked
-                            << " of 7 ran while the first task blocked";
+    ASSERT_TRUE(others_ran) << ran_while_blocked << " of 7 ran while " << blocking << " tasks blocked";
     for (auto& t : ticks) ASSERT_EQ(t.runs.load(), 1);
   }
+}
+
+TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithABlockingTaskRunOnTheOtherWorker) {
+  quick_tasks_run_beside_blocked_workers(2, 1);
+}
+
+// More workers than one wake-up reaches: those that parked while a batch was being taken must hear of it from
+// the thieves.
+TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithBlockingTasksReachEveryFreeWorker) {
+  quick_tasks_run_beside_blocked_workers(4, 2);
 }
 
 // A fork-join tree node: an inner node executes its two children onto the pool from its worker thread.

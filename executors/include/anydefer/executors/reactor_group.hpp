@@ -12,8 +12,9 @@
 // that only that pair uses, kept on one cache line with the inbox of the opposite direction, so a hand-off
 // between two shards moves one cache line once (detail/shard_channels.hpp; B7 in BENCHMARKS.md measures it).
 // Work from any other thread goes through the shard's general inbox. Groups of more than 64 shards use the
-// general inboxes only (each shard polls one channel per other shard). Tasks from one thread still run in the
-// order that thread executed them.
+// general inboxes only (each shard polls one channel per other shard). Tasks from one thread run in the order
+// that thread executed them; tasks from different threads have no order between them, even when one caused the
+// other (a shard collects its channels before its general inbox).
 //
 // Lifecycle: stop() (and the destructor) asks every shard to stop first, so they drain in parallel, then joins
 // them; each shard follows reactor's rules (queued work runs, pending timers are rejected, later execute()

@@ -18,9 +18,10 @@
 //   - A worker takes work from its own deque (LIFO), else the injection queue, else steals the oldest task of
 //     another worker (random victim first). Every 61st task it looks at the injection queue first, so a
 //     worker that keeps feeding itself cannot starve outside submissions. It takes outside submissions up to 8
-//     at a time: it runs the oldest and puts the others on its deque (to run them oldest first), where idle
-//     workers can steal them; it wakes a sleeping worker when it does. Workers then rarely meet on the injection
-//     queue, whose contended dequeues made two workers drain it slower than one.
+//     at a time: it runs the oldest and puts the others on its deque (its own pops take them in posting order),
+//     where idle workers can steal them; it wakes a sleeping worker when it does, and each thief wakes another
+//     while work is left to steal. Workers then rarely meet on the injection queue, whose contended dequeues
+//     made two workers drain it slower than one.
 //   - A worker with nothing to do spins briefly (bounded, with a pause hint), then parks on an event count
 //     (detail/event_count.hpp: prepare_wait, re-check every queue, commit_wait) that makes lost wake-ups
 //     impossible. An idle pool uses no CPU.

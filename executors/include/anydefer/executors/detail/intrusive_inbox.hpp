@@ -66,10 +66,14 @@ class intrusive_inbox {
 
   // Detaches every pushed task, oldest first. Consumer only. Lock-free. Never allocates.
   batch take_all() noexcept {
+    batch b;
+    // An empty inbox is left unwritten: an exchange would take its line exclusive for nothing, and the line may
+    // be shared with another inbox whose consumer is busy (detail/shard_channels.hpp). relaxed: a push this
+    // misses is found by the caller's next poll, and the sleep check has its own fence.
+    if (head_.load(std::memory_order_relaxed) == 0) return b;
     // acquire: pairs with push()'s release CAS (and, through the release sequence of later CASes, with every
     // producer whose node is in the list), so every node's next and contents are visible.
     std::uintptr_t link = head_.exchange(0, std::memory_order_acquire);
-    batch b;
     b.last = untagged(link);
     while (link != 0) {  // reverse: newest-first stack -> oldest-first batch
       task* node = untagged(link);
