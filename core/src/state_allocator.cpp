@@ -13,8 +13,8 @@ namespace {
 // Freed states are kept per thread, by size class, and handed out again before asking the global heap: a
 // deferred's state lives briefly and a server makes millions, so the allocation is most of the cost of a link.
 // Every cached block came from ::operator new with its class's size and goes back there (unless it ends in the
-// depot, which keeps what it holds for the life of the process), so a
-// block may be freed on another thread than the one that made it (it then joins that thread's cache).
+// depot, which keeps what it holds for the life of the process), so a block may be freed on another thread than
+// the one that made it (it then joins that thread's cache).
 constexpr std::size_t kGranule = 16;
 constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
 

@@ -392,8 +392,8 @@ TEST(ShardChannelsTest, EveryOrderedPairHasItsOwnInboxAndEachPairSharesOneLine) 
   EXPECT_EQ(std::unique(lines.begin(), lines.end()) - lines.begin(), 10);  // 5 * 4 / 2 pairs
 }
 
-// A task that, run on one shard, executes `count` numbered tasks on another from that shard's loop (through the
-// pair's channel); each records its number where it runs.
+// A numbered task that records its number where it runs (a log written on one shard only) and counts itself
+// done, run or rejected.
 struct numbered_hop : anydefer::task {
   numbered_hop() : task(&ops) {}
   int number = 0;

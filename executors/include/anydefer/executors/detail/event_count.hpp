@@ -66,8 +66,7 @@ class event_count {
   }
 
   // Wakes one sleeper, if any; costs a light fence and a load when none is registered. Call after publishing
-  // work.
-  // Thread-safe. Never allocates.
+  // work. Thread-safe. Never allocates.
   void notify_one() noexcept { notify(false); }
 
   // Wakes every sleeper (stop, or a change every waiter must see). Thread-safe. Never allocates.
