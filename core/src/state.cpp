@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -15,11 +16,7 @@
 namespace anydefer {
 namespace detail {
 
-void state_base::release(state_base* s) noexcept {
-  // acq_rel on the decrement: release so our writes to the state happen before its destruction, acquire so the
-  // owner that frees it sees every other owner's writes. (An acquire fence on zero would do; ThreadSanitizer does
-  // not model fences.)
-  if (s->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+void state_base::destroy_released(state_base* s) noexcept {
   s->report_if_unhandled();
   // A dead state's word is free: it threads the list of states still to free, so that freeing a million-link
   // chain is a loop, not a recursion.
@@ -32,7 +29,12 @@ void state_base::release(state_base* s) noexcept {
     current->owned_references(held[0], held[1]);
     current->destroy_self();
     for (state_base* p : held) {
-      if (p == nullptr || p->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
+      // The same decrement as release(), sole-owner shortcut included.
+      if (p == nullptr) continue;
+      if (p->counts_.load(std::memory_order_acquire) != one_ref &&
+          p->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
+        continue;
+      }
       p->report_if_unhandled();
       p->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
       dead = p;
@@ -72,7 +74,7 @@ void state_base::cancel_here() noexcept {
   if (kind_ != kind::root) {
     // A library-driven state waiting on nothing unfired: its result is being computed or is on its way. It fails
     // now; whatever arrives later finds it claimed and is dropped.
-    fail_internal(std::make_exception_ptr(cancelled_error()));
+    cancel_driven();
     return;
   }
   // The canceller runs at most once, whatever the number of cancel() calls. acq_rel: a second canceller sees
@@ -159,6 +161,11 @@ bool wait_ready_until(std::atomic<std::uintptr_t>& word, const void* deadline_pt
     futex_wait(word, w, deadline);
     w = word.load(std::memory_order_acquire);  // pairs with the publisher's release
   }
+}
+
+void assertion_failed(const char* condition, const char* file, unsigned line) noexcept {
+  std::fprintf(stderr, "anydefer: invariant violated at %s:%u: %s\n", file, line, condition);
+  std::abort();
 }
 
 // --- unhandled failures --------------------------------------------------------------------------------------

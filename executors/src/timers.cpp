@@ -11,7 +11,7 @@ class timer_state final : public detail::state<void>, public task {
  public:
   timer_state(reactor& loop, std::source_location loc) noexcept
       : state<void>(kind::driven, loc), task(&operations), loop_(loop) {
-    refs_.store(2, std::memory_order_relaxed);  // the handles, and the scheduled timer
+    counts_.store(handle_unit + one_ref, std::memory_order_relaxed);  // the handle, and the scheduled timer
   }
 
   void schedule(std::chrono::nanoseconds delay) noexcept {

@@ -123,7 +123,9 @@ class awaiting_slot {
     std::int32_t borrowers = static_cast<std::int32_t>(w >> 48);
     if (borrowers == 0) return;
     state_base* s = pointer_of(w);
-    s->add_ref();  // for the borrowers still out; our awaiter's own reference keeps s alive meanwhile
+    // For the borrowers still out; our awaiter's own reference keeps s alive meanwhile. Always a locked add: the
+    // borrowers hold no reference of their own, so the count alone cannot tell that they are there.
+    s->add_ref_racing_borrowers();
     if (s->borrow_balance_.fetch_add(borrowers, std::memory_order_acq_rel) + borrowers == 0) state_base::release(s);
   }
 
@@ -244,8 +246,9 @@ template <class T>
 class coroutine_promise_base : public state<T>, public awaiting_slot {
  public:
   coroutine_promise_base() noexcept : state<T>(state_base::kind::driven, std::source_location::current()) {
-    // One reference for the handles, one held by the running coroutine until it finishes.
-    this->refs_.store(2, std::memory_order_relaxed);
+    // The handle get_return_object() gives out, and one reference held by the running coroutine until it
+    // finishes.
+    this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
   }
 
   deferred<T> get_return_object() noexcept { return access::adopt<T>(static_cast<state<T>*>(this)); }
@@ -264,10 +267,9 @@ class coroutine_promise_base : public state<T>, public awaiting_slot {
   void unhandled_exception() noexcept { this->store_failure(std::current_exception()); }
 
   // Publishes the result stored by co_return / unhandled_exception and runs what follows. Nothing else claims a
-  // coroutine's state (it is not fired by hand and cancel() only forwards), so the claim always succeeds.
+  // coroutine's state (it is not fired by hand and cancel() only forwards), so claim and publish are one RMW.
   void complete() noexcept {
-    std::uintptr_t w = this->claim();
-    continuation* next = this->publish(w);
+    continuation* next = this->publish_unclaimable();
     run_continuations({next, this});
     state_base::release(this);  // the running coroutine's reference
   }

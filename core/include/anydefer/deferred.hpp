@@ -303,6 +303,9 @@ class deferred {
     detail::state<T>& up = checked();
     // Fail early, before allocating; try_attach decides for real.
     if (up.is_continued()) throw already_continued_error();
+    // Read before the link takes its reference: if this handle is the only owner, nobody else can touch `up`
+    // until we return the next handle, and attaching needs no locked instruction.
+    const bool sole = up.sole_handle();
     using link_t = detail::link<T, U, std::decay_t<Handler>, Scheduled>;
     link_t* l;
     if constexpr (Scheduled) {
@@ -311,7 +314,7 @@ class deferred {
       l = new link_t(&up, std::forward<Handler>(handler), loc);
     }
     deferred<U> next = detail::access::adopt<U>(l);
-    switch (up.try_attach(l)) {
+    switch (sole ? up.attach_as_sole_owner(l) : up.try_attach(l)) {
       case detail::state_base::attach_result::attached:
         break;
       case detail::state_base::attach_result::ready_now:

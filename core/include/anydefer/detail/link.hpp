@@ -249,8 +249,8 @@ class link final : public state<U>, public link_task<Scheduled> {
 
  private:
   void init(state<T>* upstream) noexcept {
-    // One reference for the handles, one held by the link on itself until it publishes its result.
-    this->refs_.store(2, std::memory_order_relaxed);
+    // The handle the caller gets, and one reference held by the link on itself until it publishes its result.
+    this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
     awaited_.store(upstream, std::memory_order_relaxed);
     if (upstream != nullptr) upstream->add_ref();
   }
@@ -297,10 +297,14 @@ class link final : public state<U>, public link_task<Scheduled> {
   }
 
   step finish(result<U>&& r) noexcept {
-    std::uintptr_t w = this->claim();
-    if ((w & state_base::claimed) != 0) return finish_discarded();
+    // Written before the claim: the link is the only writer of its result_ (a cancel() that wins the claim fails
+    // it with a flag instead, see state_base::cancel_driven()), so one RMW both claims and publishes.
     this->store_result(std::move(r));
-    continuation* next = this->publish(w);
+    continuation* next = nullptr;
+    if (!this->publish_written(next)) {
+      this->discard_result();
+      return finish_discarded();
+    }
     // Our own reference goes now; if there is a consumer, its reference keeps us alive while it reads.
     state_base::release(this);
     return {next, next != nullptr ? this : nullptr};

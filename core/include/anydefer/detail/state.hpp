@@ -26,8 +26,8 @@
 // other side, so there is no lock and no spin on the fire/continue paths (wait() alone yields while a claimed
 // result is being written, which is bounded by a move).
 //
-// Lifetime: `handles_` counts deferred handles; together they hold one unit of `refs_`. Every consumer holds one
-// ref on the state it consumes (a link on its upstream and on the inner deferred it waits on), released only when
+// Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
+// consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on), released only when
 // the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches freed memory. A
 // link also holds one ref on itself from creation until it publishes its result, so a chain whose handles were
 // all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
@@ -42,6 +42,7 @@
 #include <utility>
 #include <variant>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/detail/state_allocator.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
@@ -96,6 +97,8 @@ class state_base : public continuation {
   // cancel_flags_ bits.
   static constexpr std::uint8_t cancel_requested = 1;   // cancel() ran on this root: its canceller runs at most once
   static constexpr std::uint8_t swallow_late_fire = 2;  // a no-canceller cancel: swallow the producer's next fire
+  static constexpr std::uint8_t holds_cancellation = 4;  // a driven state failed by cancel(): cancelled_error is its
+                                                          // result, not what result_ holds (see cancel_driven())
 
   enum class kind : std::uint8_t {
     root,    // fired by hand: callback()/errback()
@@ -125,17 +128,37 @@ class state_base : public continuation {
   const std::source_location& created_at() const noexcept { return created_at_; }
 
   // --- reference counting ----------------------------------------------------------------------------------
-  // Relaxed increments: a new reference is always made from an existing one, which already keeps the state
-  // alive; no data is published by taking a reference.
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void add_handle() noexcept { handles_.fetch_add(1, std::memory_order_relaxed); }
+  // One 64-bit word counts both kinds of owner: the low half counts references, the high half handles, and
+  // every handle also holds one reference, so a handle is added or dropped with one RMW (handle_unit).
+  //
+  // "Sole owner": a caller that holds a reference and loads the count equal to what it holds itself knows that
+  // nobody else can reach the state (a new reference is only ever made from an existing one), so it may change
+  // the count, and the state word, with plain stores. A single-threaded chain therefore pays no locked
+  // instruction for its bookkeeping. acquire on that load: every other owner released its reference with a
+  // release RMW, so what it wrote to the state before (the word, the result) happens before our plain writes.
+  static constexpr std::uint64_t one_ref = 1;
+  static constexpr std::uint64_t handle_unit = (std::uint64_t{1} << 32) | one_ref;
+  static constexpr std::uint32_t handles_in(std::uint64_t counts) noexcept {
+    return static_cast<std::uint32_t>(counts >> 32);
+  }
+
+  // True if the caller's one handle is the only owner of this state.
+  bool sole_handle() const noexcept { return counts_.load(std::memory_order_acquire) == handle_unit; }
+
+  // Relaxed increments otherwise: a new reference is always made from an existing one, which already keeps the
+  // state alive; no data is published by taking a reference.
+  void add_ref() noexcept { add_counts(one_ref); }
+  void add_handle() noexcept { add_counts(handle_unit); }
+  // For awaiting_slot::end() only: cancel() borrowers may be inside this state without a reference of their own
+  // (a canceller's try_add_handle() among them), so the sole-owner shortcut does not apply.
+  void add_ref_racing_borrowers() noexcept { counts_.fetch_add(one_ref, std::memory_order_relaxed); }
 
   // Takes a handle only if one still exists (weak_ptr::lock): a canceller may run while the producer drops the
   // last handle, and must not resurrect a state that is being failed as broken.
   bool try_add_handle() noexcept {
-    std::uint32_t h = handles_.load(std::memory_order_relaxed);
-    while (h != 0) {
-      if (handles_.compare_exchange_weak(h, h + 1, std::memory_order_relaxed)) return true;
+    std::uint64_t c = counts_.load(std::memory_order_relaxed);
+    while (handles_in(c) != 0) {
+      if (counts_.compare_exchange_weak(c, c + handle_unit, std::memory_order_relaxed)) return true;
     }
     return false;
   }
@@ -143,21 +166,46 @@ class state_base : public continuation {
   // Drops one handle. The last one: an unfired root with a consumer can never be fired by its producer any
   // more, so it fails with broken_deferred_error (the consumer learns it now instead of waiting forever). That
   // holds with a canceller too: a producer able to complete keeps a handle to fire it, and a chain left to a
-  // canceller nobody may ever trigger would never be freed. Then the handles' shared reference goes. acq_rel: the
-  // last dropper must see every other handle's writes before deciding.
+  // canceller nobody may ever trigger would never be freed.
   void drop_handle() noexcept {
-    if (handles_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (kind_ == kind::root) {
-      std::uintptr_t w = word_.load(std::memory_order_acquire);
-      if ((w & claimed) == 0 && continuation_of(w) != nullptr) {
-        fail_internal(std::make_exception_ptr(broken_deferred_error()));
+    // acquire: the sole-owner case frees the state, and the CAS below may be the last step before another
+    // owner frees it; either way every other owner's writes must be visible (see release()).
+    std::uint64_t c = counts_.load(std::memory_order_acquire);
+    for (;;) {
+      if (c == handle_unit) {  // the last handle and the last reference: nobody else can see the state
+        destroy_released(this);
+        return;
+      }
+      // The last handle of a root something still waits on: keep our reference while failing it (a consumer
+      // reached through cancel() may finish and drop its own reference meanwhile). A consumer only attaches
+      // through a handle, and ours is the last, so the word read here cannot gain one behind our back.
+      if (handles_in(c) == 1 && kind_ == kind::root && abandoned_with_consumer()) {
+        counts_.fetch_sub(handle_unit - one_ref, std::memory_order_acq_rel);
+        if (abandoned_with_consumer()) fail_internal(std::make_exception_ptr(broken_deferred_error()));
+        release(this);
+        return;
+      }
+      // acq_rel: release so our writes happen before whoever frees the state; acquire for the reload. With
+      // c != handle_unit another owner remains, so this never frees.
+      if (counts_.compare_exchange_weak(c, c - handle_unit, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        return;
       }
     }
-    release(this);
   }
 
-  // Drops one reference; frees the state (and, iteratively, what it held) at zero.
-  static void release(state_base* s) noexcept;
+  // Drops one reference; frees the state (and, iteratively, what it held) at zero. A sole owner pays no RMW.
+  static void release(state_base* s) noexcept {
+    // acquire on the load: as in sole_handle(). acq_rel on the decrement: release so our writes to the state
+    // happen before its destruction, acquire so the owner that frees it sees every other owner's writes.
+    if (s->counts_.load(std::memory_order_acquire) != one_ref &&
+        s->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
+      return;
+    }
+    destroy_released(s);
+  }
+
+  // Frees a state whose last reference is gone, and, iteratively, what it held.
+  static void destroy_released(state_base* s) noexcept;
 
   // --- the state machine -----------------------------------------------------------------------------------
   enum class attach_result : std::uint8_t { attached, ready_now, already_continued };
@@ -209,9 +257,70 @@ class state_base : public continuation {
     return continuation_of(old);
   }
 
+  // attach for a caller whose handle is the only owner (sole_handle()): nobody else can fire, cancel, wait on or
+  // continue this state, so plain stores replace the CAS. Same results as try_attach().
+  attach_result attach_as_sole_owner(continuation* c) noexcept {
+    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    if ((w & consumed) != 0 || continuation_of(w) != nullptr) return attach_result::already_continued;
+    if ((w & ready) != 0) {
+      word_.store(w | consumed, std::memory_order_relaxed);
+      return attach_result::ready_now;
+    }
+    // release: a thread given a handle later (through its own synchronisation) acquires the word before running c.
+    word_.store(w | reinterpret_cast<std::uintptr_t>(c), std::memory_order_release);
+    return attach_result::attached;
+  }
+
+  // Publishes a result that the state's driver (a link) wrote *before* claiming: claim and `ready` in one RMW.
+  // That is safe because the driver is the only writer of result_ a driven state has: cancel() claims it
+  // without writing result_ (cancel_driven()). Returns false if cancel() claimed first; the cancellation
+  // stands, and the caller discards what it wrote. On success `next` is the continuation to run, if any.
+  bool publish_written(continuation*& next) noexcept {
+    std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    do {
+      if ((w & claimed) != 0) return false;
+      // Transition {..} -> {..,claimed,ready}. acq_rel: release publishes the result to whoever acquires
+      // `ready`; acquire because a consumer attached concurrently is run next and its fields must be visible.
+      // relaxed on failure: the reload only decides whether to try again.
+    } while (!word_.compare_exchange_weak(w, w | claimed | ready, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed));
+    if ((w & waiting) != 0) futex_wake_all(word_);
+    next = continuation_of(w);
+    return true;
+  }
+
+  // Claims and publishes in one RMW, for a state nothing but its driver ever claims (a coroutine's: cancel()
+  // only forwards to what it awaits). acq_rel as in publish_written().
+  continuation* publish_unclaimable() noexcept {
+    const std::uintptr_t old = word_.fetch_or(claimed | ready, std::memory_order_acq_rel);
+    ANYDEFER_ASSERT((old & (claimed | ready)) == 0);
+    if ((old & waiting) != 0) futex_wake_all(word_);
+    return continuation_of(old);
+  }
+
+  // cancel() reached a driven state waiting on nothing unfired: it fails with cancelled_error now, and what its
+  // driver produces later finds it claimed and is dropped. The failure is a flag, not a write to result_, which
+  // the driver may be writing at this very moment (publish_written()).
+  void cancel_driven() noexcept {
+    const std::uintptr_t w = claim();
+    if ((w & claimed) != 0) return;
+    // relaxed: ordered before the publish's release, which whoever reads the result acquires.
+    cancel_flags_.fetch_or(holds_cancellation, std::memory_order_relaxed);
+    run_continuations({publish(w), this});
+  }
+  // For the consumer, after acquiring `ready`: the result is cancelled_error, whatever result_ holds.
+  bool holds_cancellation_flag() const noexcept {
+    return (cancel_flags_.load(std::memory_order_relaxed) & holds_cancellation) != 0;
+  }
+
   // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
   void consume_for_get() {
     std::uintptr_t w = word_.load(std::memory_order_acquire);
+    if (sole_handle()) {  // no other consumer can race us: a plain store
+      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
+      word_.store(w | consumed, std::memory_order_relaxed);
+      return;
+    }
     do {
       if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
     } while (!word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire));
@@ -262,8 +371,7 @@ class state_base : public continuation {
   step on_ready(state_base&) noexcept override { return {}; }  // a plain state consumes nothing
 
   std::atomic<std::uintptr_t> word_{0};
-  std::atomic<std::uint32_t> refs_{1};
-  std::atomic<std::uint32_t> handles_{1};
+  std::atomic<std::uint64_t> counts_{handle_unit};  // handles << 32 | references (each handle holds one)
   std::atomic<std::uint8_t> cancel_flags_{0};
 
  public:
@@ -273,6 +381,22 @@ class state_base : public continuation {
   std::atomic<std::int32_t> borrow_balance_{0};
 
  private:
+  // Adds `n` to the counts; a sole owner (the caller holds the one reference or handle there is) with a store.
+  void add_counts(std::uint64_t n) noexcept {
+    const std::uint64_t c = counts_.load(std::memory_order_acquire);
+    if (c == handle_unit || c == one_ref) {
+      counts_.store(c + n, std::memory_order_relaxed);
+    } else {
+      counts_.fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+
+  // An unfired root with a consumer: its last handle going means nobody can fire it any more.
+  bool abandoned_with_consumer() const noexcept {
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);
+    return (w & claimed) == 0 && continuation_of(w) != nullptr;
+  }
+
   const kind kind_;
   std::source_location created_at_;
 };
@@ -309,6 +433,8 @@ class state : public state_base {
 
   // Moves the result out. Only the one consumer calls this, after `ready` was acquired.
   result<T> take_result() noexcept {
+    ANYDEFER_ASSERT(this->is_ready());
+    if (this->holds_cancellation_flag()) return result<T>(failure::of(cancelled_error()));
     if (result_.index() == 2) return result<T>(failure(std::move(std::get<2>(result_))));
     if constexpr (std::is_void_v<T>) {
       return result<T>();
@@ -317,7 +443,11 @@ class state : public state_base {
     }
   }
 
-  bool holds_failure() const noexcept { return result_.index() == 2; }
+  bool holds_failure() const noexcept { return this->holds_cancellation_flag() || result_.index() == 2; }
+
+  // Drops what the driver wrote after cancel() won (publish_written() returned false): nobody reads result_ of
+  // a cancelled driven state, and what it holds (a handle, say) must not live on with the state.
+  void discard_result() noexcept { result_.template emplace<0>(); }
 
   // Builds an already-fired state (succeed()/fail()), before any other thread can see it.
   template <class... A>
@@ -346,7 +476,10 @@ class state : public state_base {
  protected:
   void report_if_unhandled() noexcept override {
     std::uintptr_t w = word_.load(std::memory_order_acquire);
-    if ((w & ready) != 0 && (w & consumed) == 0 && continuation_of(w) == nullptr && result_.index() == 2) {
+    if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return;
+    if (this->holds_cancellation_flag()) {
+      report_unhandled(failure::of(cancelled_error()), created_at());
+    } else if (result_.index() == 2) {
       report_unhandled(failure(std::get<2>(result_)), created_at());
     }
   }
