@@ -265,9 +265,11 @@ void thread_pool::execute(task& t) noexcept {
     impl::worker& w = *p.workers[this_worker.index];
     switch (p.place_from_worker(w, t)) {
       case impl::placed::deque:
-        // relaxed hint first so the common case (nobody asleep) costs no fence; notify_one() re-checks properly.
-        // A stale "nobody asleep" only delays parallelism: the owner still runs the task.
-        if (p.parking.waiters_approx() != 0 && w.deque.size_approx() > 1) p.parking.notify_one();
+        // Wake a parked worker whenever one sleeps, even for a single task: this worker may be busy for a long
+        // time (or block until the task has run elsewhere), and an idle worker must take the task meanwhile, as
+        // oneTBB and Taskflow do. When nobody sleeps this is the light fence (a compiler barrier where
+        // membarrier is available) and one load.
+        p.parking.notify_one();
         break;
       case impl::placed::injection:
         p.parking.notify_one();

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -189,6 +190,46 @@ TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithABlockingTaskRunOnTheOtherWork
 // the thieves.
 TEST(ThreadPoolTest, OutsideTasksTakenTogetherWithBlockingTasksReachEveryFreeWorker) {
   quick_tasks_run_beside_blocked_workers(4, 2);
+}
+
+// A worker busy with a long task queues one continuation on its own deque and then blocks (outside the pool's
+// wait policy, as a std::future would) until that continuation has run. The other worker is parked: it must be
+// woken to take it, or the two wait on each other.
+struct blocking_parent_task : anydefer::task {
+  explicit blocking_parent_task(anydefer::thread_pool& p)
+      : task(&ops), pool(p), child_ran_future(child_ran.get_future()) {}
+  struct child_task : anydefer::task {
+    explicit child_task(std::promise<void>& done) : task(&child_ops), ran(done) {}
+    std::promise<void>& ran;
+    static void run_it(task& t) noexcept { static_cast<child_task&>(t).ran.set_value(); }
+    static void reject_it(task&, std::exception_ptr) noexcept {}
+    static constexpr operations child_ops{&run_it, &reject_it};
+  };
+
+  anydefer::thread_pool& pool;
+  std::promise<void> child_ran;
+  std::future<void> child_ran_future;
+  child_task child{child_ran};
+  std::promise<bool> outcome;
+
+  static void run_it(task& t) noexcept {
+    auto& self = static_cast<blocking_parent_task&>(t);
+    std::this_thread::sleep_for(30ms);  // long enough for the other worker to have parked
+    self.pool.execute(self.child);      // from a worker: onto its own deque
+    self.outcome.set_value(self.child_ran_future.wait_for(5s) == std::future_status::ready);
+  }
+  static void reject_it(task&, std::exception_ptr) noexcept {}
+  static constexpr operations ops{&run_it, &reject_it};
+};
+
+TEST(ThreadPoolTest, TaskQueuedByABusyWorkerIsTakenByAParkedWorker) {
+  anydefer::thread_pool pool(2);
+  std::this_thread::sleep_for(50ms);  // both workers park
+  blocking_parent_task parent(pool);
+  std::future<bool> child_ran_elsewhere = parent.outcome.get_future();
+  pool.execute(parent);
+  EXPECT_TRUE(child_ran_elsewhere.get()) << "the parked worker never took the queued task";
+  pool.stop();
 }
 
 // A fork-join tree node: an inner node executes its two children onto the pool from its worker thread.
