@@ -5,6 +5,9 @@
 //                       No worker ever blocks: a join that is not ready suspends the coroutine.
 //   anydefer_resume_on  coroutine: left = fib(n-1), which starts with co_await resume_on(pool) (onto the
 //                       worker's deque, stealable); right = co_await fib(n-2); co_await left. One deferred per call.
+//   anydefer_fork       coroutine: left = co_await fork(pool, fib, pool, n-1) runs fib(n-1) at once and offers the
+//                       rest of the caller to the other workers (continuation stealing); right = co_await
+//                       fib(n-2); co_await left. Where nothing is stolen, no locked instruction per call.
 //   anydefer_callbacks  the same without coroutines: fib(n-2).add_callback(right -> left.add_callback(sum)).
 //   onetbb              tbb::task_group: run(fib(n-1)), fib(n-2) inline, wait() (TBB's wait runs other tasks).
 //   std_async           std::async(launch::async) for fib(n-1): a thread per call, so only n = 15.
@@ -50,6 +53,13 @@ anydefer::deferred<std::int64_t> fib_hop(anydefer::thread_pool& pool, int n, boo
   co_return co_await std::move(left) + right;
 }
 
+anydefer::deferred<std::int64_t> fib_fork(anydefer::thread_pool& pool, int n) {
+  if (n < 2) co_return n;
+  anydefer::deferred<std::int64_t> left = co_await anydefer::fork(pool, fib_fork, pool, n - 1);
+  const std::int64_t right = co_await fib_fork(pool, n - 2);
+  co_return co_await std::move(left) + right;
+}
+
 anydefer::deferred<std::int64_t> fib_callbacks(anydefer::thread_pool& pool, int n) {
   if (n < 2) return anydefer::succeed(static_cast<std::int64_t>(n));
   anydefer::deferred<std::int64_t> left = anydefer::submit(pool, [&pool, n] { return fib_callbacks(pool, n - 1); });
@@ -75,6 +85,17 @@ void fib_anydefer_resume_on(benchmark::State& state) {
   anydefer::thread_pool pool;
   for (auto _ : state) {
     std::int64_t v = fib_hop(pool, n, true).get();
+    benchmark::DoNotOptimize(v);
+    check(state, v, n);
+  }
+  state.counters["workers"] = static_cast<double>(pool.size());
+}
+
+void fib_anydefer_fork(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  anydefer::thread_pool pool;
+  for (auto _ : state) {
+    std::int64_t v = anydefer::submit(pool, [&pool, n] { return fib_fork(pool, n); }).get();
     benchmark::DoNotOptimize(v);
     check(state, v, n);
   }
@@ -142,6 +163,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(fib_anydefer)->Name("BM_Fib/anydefer")->Apply(sizes);
 BENCHMARK(fib_anydefer_resume_on)->Name("BM_Fib/anydefer_resume_on")->Apply(sizes);
+BENCHMARK(fib_anydefer_fork)->Name("BM_Fib/anydefer_fork")->Apply(sizes);
 BENCHMARK(fib_anydefer_callbacks)->Name("BM_Fib/anydefer_callbacks")->Apply(sizes);
 BENCHMARK(fib_onetbb)->Name("BM_Fib/onetbb")->Apply(sizes);
 BENCHMARK(fib_std_async)->Name("BM_Fib/std_async")->Arg(15)->Unit(benchmark::kMillisecond)->UseRealTime();

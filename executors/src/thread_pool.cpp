@@ -292,6 +292,12 @@ void thread_pool::execute(task& t) noexcept {
   p.gate.leave();
 }
 
+bool thread_pool::try_reclaim(task& t) noexcept {
+  impl& p = *impl_;
+  if (this_worker.pool != &p) return false;  // only the queuing worker's own deque can hold it unstarted
+  return p.workers[this_worker.index]->deque.pop_if(&t);
+}
+
 void thread_pool::stop() noexcept {
   impl& p = *impl_;
   p.gate.close();

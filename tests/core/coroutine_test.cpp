@@ -398,4 +398,35 @@ TEST(CoroutineTest, ResumeOnARejectingExecutorThrowsItsError) {
   EXPECT_THROW(hops(ex).get(), anydefer::executor_stopped_error);
 }
 
+// A coroutine that never suspends publishes its result without a locked instruction (nobody else can see its
+// deferred before it returns); what it produced must still reach everyone as usual.
+deferred<int> returns_at_once(int v) { co_return v; }
+deferred<int> awaits_only_fired() { co_return co_await returns_at_once(3) + co_await returns_at_once(4); }
+deferred<int> fails_at_once() {
+  throw std::logic_error("at once");
+  co_return 0;
+}
+
+TEST(CoroutineTest, CoroutineThatNeverSuspendedIsReadableFromAnotherThread) {
+  deferred<int> d = awaits_only_fired();
+  int v = 0;
+  std::thread([&] { v = d.get(); }).join();
+  EXPECT_EQ(v, 7);
+}
+
+TEST(CoroutineTest, CoroutineThatNeverSuspendedStillReportsAnUnconsumedFailure) {
+  int reported = 0;
+  auto previous = anydefer::set_unhandled_error_handler(
+      [&](const anydefer::failure& f, const std::source_location&) { reported += f.check<std::logic_error>(); });
+  { deferred<int> d = fails_at_once(); }
+  anydefer::set_unhandled_error_handler(previous);
+  EXPECT_EQ(reported, 1);
+}
+
+TEST(CoroutineTest, CoroutineThatNeverSuspendedCanBeContinuedAndCancelledLikeAnyOther) {
+  deferred<int> d = returns_at_once(5);
+  d.cancel();  // fired: a no-op
+  EXPECT_EQ(d.add_callback([](int v) { return v + 1; }).get(), 6);
+}
+
 }  // namespace

@@ -34,6 +34,8 @@
 #include <atomic>
 #include <coroutine>
 #include <exception>
+#include <functional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -79,6 +81,35 @@ inline void resume_via_trampoline(queued_resume* node) noexcept {
 
 template <class T>
 class coroutine_state;
+
+// Whether a deferred coroutine's handle may have reached another thread. Until the coroutine first truly
+// suspends, its deferred is still inside the call that created it: nobody can consume, wait on or cancel it, so
+// it completes without a locked instruction. Written and read only along the coroutine's own execution (each
+// resumption happens after the suspension that preceded it), so a plain bool.
+struct escape_mark {
+  bool escaped = false;
+};
+
+// The base of anydefer's awaitables whose awaiters mark the awaiting coroutine escaped themselves, only when
+// they really suspend (await_transform lets them through untouched).
+struct notes_own_suspension {};
+
+// fork() asks the next deferred coroutine created on this thread to start suspended and to name itself here.
+struct fork_request {
+  std::coroutine_handle<> child;
+  state_base* child_state = nullptr;
+};
+inline constinit thread_local fork_request* this_thread_fork_request = nullptr;
+
+// Set while fork() runs its child on this thread: if the child reaches its end right there, it parks at its
+// final suspension without publishing, and fork() publishes it, with plain stores when nobody else took the
+// caller's continuation. Thread-local, so a child resumed later on any thread (after fork() returned) completes
+// as usual.
+struct inline_fork_run {
+  const state_base* child = nullptr;
+  bool parked = false;
+};
+inline constinit thread_local inline_fork_run this_thread_inline_fork{};
 
 // What a deferred coroutine's promise knows about the deferred it is suspended on, for cancel().
 //
@@ -184,18 +215,23 @@ class deferred_awaiter final : public continuation {
       already_continued_ = true;
       return false;
     }
-    // Lend the awaited state to cancel() *before* attaching: once attached, another thread may fire it and
-    // resume the coroutine before this function returns, so nothing here may run after a successful attach.
-    if constexpr (std::is_base_of_v<awaiting_slot, P>) {
-      slot_ = &h.promise();
-      slot_->begin(state_);
-    }
     state<U>* const s = state_;
+    // The owned handle becomes a reference before s is lent to cancel() below: borrowers hold no reference of
+    // their own, so from then on only locked count updates are safe.
     const bool drop_handle = std::exchange(owns_handle_, false);
     if (drop_handle) {
       s->add_ref();  // replaces the handle given up below, for await_resume and the destructor
       holds_ref_ = true;
     }
+    // Lend the awaited state to cancel() *before* attaching: once attached, another thread may fire it and
+    // resume the coroutine before this function returns, so nothing here may run after a successful attach.
+    // For the same reason the coroutine counts as escaped before the attach (undone if it does not suspend).
+    bool escaped_before = true;
+    if constexpr (std::is_base_of_v<awaiting_slot, P>) {
+      slot_ = &h.promise();
+      slot_->begin(state_);
+    }
+    if constexpr (std::is_base_of_v<escape_mark, P>) escaped_before = std::exchange(h.promise().escaped, true);
     switch (s->try_attach(this)) {
       case state_base::attach_result::attached:
         // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
@@ -209,12 +245,13 @@ class deferred_awaiter final : public continuation {
         already_continued_ = true;
         break;
     }
+    if constexpr (std::is_base_of_v<escape_mark, P>) h.promise().escaped = escaped_before;
+    if (slot_ != nullptr) slot_->end();
     if (drop_handle) {  // not suspending: keep the handle after all
       owns_handle_ = true;
       holds_ref_ = false;
       state_base::release(s);
     }
-    if (slot_ != nullptr) slot_->end();
     return false;
   }
 
@@ -243,7 +280,7 @@ class deferred_awaiter final : public continuation {
 };
 
 template <class T>
-class coroutine_promise_base : public state<T>, public awaiting_slot {
+class coroutine_promise_base : public state<T>, public awaiting_slot, public escape_mark {
  public:
   coroutine_promise_base() noexcept : state<T>(state_base::kind::driven, std::source_location::current()) {
     // The handle get_return_object() gives out, and one reference held by the running coroutine until it
@@ -252,13 +289,32 @@ class coroutine_promise_base : public state<T>, public awaiting_slot {
   }
 
   deferred<T> get_return_object() noexcept { return access::adopt<T>(static_cast<state<T>*>(this)); }
-  std::suspend_never initial_suspend() const noexcept { return {}; }
+
+  // Starts at once, unless fork() asked this thread's next coroutine to wait until the caller's continuation is
+  // offered to other threads (see fork()).
+  struct start_awaiter {
+    bool await_ready() const noexcept { return this_thread_fork_request == nullptr; }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) noexcept {
+      fork_request* request = std::exchange(this_thread_fork_request, nullptr);
+      request->child = h;
+      request->child_state = &h.promise();
+      h.promise().escaped = true;  // its handle goes to the caller of fork() and on to whoever resumes the caller
+    }
+    void await_resume() const noexcept {}
+  };
+  start_awaiter initial_suspend() const noexcept { return {}; }
 
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) noexcept {
-      h.promise().complete();  // may free the frame: nothing after this touches it
+      coroutine_promise_base& self = h.promise();
+      if (this_thread_inline_fork.child == &self) {  // fork() is running us on this thread: it publishes
+        this_thread_inline_fork.parked = true;
+        return;
+      }
+      self.complete();  // may free the frame: nothing after this touches it
     }
     void await_resume() const noexcept {}
   };
@@ -266,9 +322,42 @@ class coroutine_promise_base : public state<T>, public awaiting_slot {
 
   void unhandled_exception() noexcept { this->store_failure(std::current_exception()); }
 
+  // Every co_await passes through unchanged. anydefer's own awaiters note a real suspension themselves; any other
+  // awaitable may hand the coroutine to another thread, so the coroutine counts as escaped.
+  // (Not const: the generic overload below must not win on the object argument's qualification.)
+  template <class U>
+  const deferred<U>& await_transform(const deferred<U>& d) noexcept {
+    return d;
+  }
+  template <class U>
+  deferred<U>& await_transform(deferred<U>& d) noexcept {
+    return d;
+  }
+  template <class U>
+  deferred<U>&& await_transform(deferred<U>&& d) noexcept {
+    return std::move(d);
+  }
+  template <class A>
+    requires(std::is_base_of_v<notes_own_suspension, std::remove_cvref_t<A>>)
+  A && await_transform(A&& a)
+  noexcept { return std::forward<A>(a); }
+  template <class A>
+    requires(!std::is_base_of_v<notes_own_suspension, std::remove_cvref_t<A>>)
+  A && await_transform(A&& a)
+  noexcept {
+    escaped = true;
+    return std::forward<A>(a);
+  }
+
   // Publishes the result stored by co_return / unhandled_exception and runs what follows. Nothing else claims a
-  // coroutine's state (it is not fired by hand and cancel() only forwards), so claim and publish are one RMW.
+  // coroutine's state (it is not fired by hand and cancel() only forwards), so claim and publish are one RMW,
+  // and none at all if the coroutine never escaped.
   void complete() noexcept {
+    if (!escaped) {
+      const bool published = this->publish_quietly_if_unshared();
+      ANYDEFER_ASSERT(published);  // its handle is still in the creating call: nobody else could have used it
+      if (published) return;
+    }
     continuation* next = this->publish_unclaimable();
     run_continuations({next, this});
     state_base::release(this);  // the running coroutine's reference
@@ -308,10 +397,16 @@ class resume_on_awaiter final : public task {
   explicit resume_on_awaiter(executor_ref ex) noexcept : task(&operations_), executor_(ex) {}
 
   bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) noexcept {
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
     resume_.handle = h;
+    // The executor may resume the coroutine on another thread before execute() returns: escaped first.
+    bool escaped_before = true;
+    if constexpr (std::is_base_of_v<escape_mark, P>) escaped_before = std::exchange(h.promise().escaped, true);
     // Ran or rejected before execute() returned: carry on here without suspending (no recursion).
-    return execute_noting_inline(executor_, *this, rejection_) == settled_inline::no;
+    if (execute_noting_inline(executor_, *this, rejection_) == settled_inline::no) return true;
+    if constexpr (std::is_base_of_v<escape_mark, P>) h.promise().escaped = escaped_before;
+    return false;
   }
   void await_resume() const {
     if (rejection_) std::rethrow_exception(rejection_);
@@ -336,6 +431,123 @@ class resume_on_awaiter final : public task {
   std::exception_ptr rejection_;
 };
 
+// What resume_on() returns: its awaiter is made in the coroutine frame by operator co_await (an awaiter is a task
+// whose address is queued, so it is never copied or moved).
+struct resume_on_awaitable : notes_own_suspension {
+  executor_ref executor;
+  resume_on_awaiter operator co_await() const noexcept { return resume_on_awaiter(executor); }
+};
+
+// co_await fork(ex, f, args...): see fork() below. The task node is the awaiter, in the parent's frame; running it
+// resumes the parent.
+template <class Executor, class U, class F, class... A>
+class fork_awaiter final : public task {
+ public:
+  fork_awaiter(Executor& ex, F&& f, std::tuple<A&&...>&& args) noexcept
+      : task(&operations_), executor_(ex), f_(std::forward<F>(f)), args_(std::move(args)) {}
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> parent) noexcept {
+    parent_ = parent;
+    if constexpr (std::is_base_of_v<escape_mark, P>) mark_escaped_ = &mark_escaped<P>;
+    // 1. Create the child, suspended at its start if it is a deferred coroutine (the first one created here).
+    fork_request request;
+    fork_request* const outer_request = std::exchange(this_thread_fork_request, &request);
+    try {
+      child_ = std::apply(static_cast<F&&>(f_), std::move(args_));
+    } catch (...) {
+      child_ = fail<U>(failure::current());
+    }
+    this_thread_fork_request = outer_request;
+    // f was not a deferred coroutine (it ran to its end already), or returned another deferred than the
+    // coroutine it started: nothing is left to run beside the parent, which goes on here.
+    if (request.child_state == nullptr) return false;
+    state_base* const child = request.child_state;
+    const std::coroutine_handle<> child_handle = request.child;
+    const bool child_is_returned = child == access::state_of(child_);
+    Executor& ex = executor_;
+    // 2. Offer the parent's continuation to the executor's other threads. From here on, unless we take it back,
+    //    another thread may resume the parent (and end this awaiter): only locals are used.
+    std::exception_ptr rejection;
+    const bool offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
+    // 3. Run the child here, now, until it finishes or first suspends.
+    const inline_fork_run outer_run = std::exchange(this_thread_inline_fork, {child, false});
+    child_handle.resume();
+    const bool parked = this_thread_inline_fork.parked;
+    this_thread_inline_fork = outer_run;
+    // 4. Take the parent back if no other thread has.
+    bool reclaimed = !offered;
+    if constexpr (reclaiming_executor<Executor>) {
+      if (offered) reclaimed = ex.try_reclaim(*this);  // compares the address only: `this` may be gone
+    }
+    if (reclaimed) {
+      // Nobody else ran the parent, so nobody else saw the child's deferred (it is in this awaiter): publish it
+      // with plain stores when that is all there is.
+      if (parked) publish_parked(*child, child_is_returned);
+      return false;
+    }
+    // Another thread has the parent (or will run it): the child's result is published for real, and may resume
+    // the parent's join right here.
+    if (parked) finish_parked(*child);
+    return true;
+  }
+
+  deferred<U> await_resume() noexcept { return std::move(child_); }
+
+ private:
+  static void publish_parked(state_base& child, bool returned) noexcept {
+    if (returned && child.publish_quietly_if_unshared()) return;
+    finish_parked(child);
+  }
+  // The parked child's normal completion (coroutine_promise_base::complete()'s escaped path).
+  static void finish_parked(state_base& child) noexcept {
+    continuation* next = child.publish_unclaimable();
+    run_continuations({next, &child});
+    state_base::release(&child);
+  }
+
+  template <class P>
+  static void mark_escaped(std::coroutine_handle<> h) noexcept {
+    std::coroutine_handle<P>::from_address(h.address()).promise().escaped = true;
+  }
+
+  static void run(task& t) noexcept {
+    if (noted_inline_run(t)) return;
+    auto& self = static_cast<fork_awaiter&>(t);
+    // Resumed by another thread than the one that forked: the parent's deferred has escaped.
+    if (self.mark_escaped_ != nullptr) self.mark_escaped_(self.parent_);
+    self.resume_.handle = self.parent_;
+    resume_via_trampoline(&self.resume_);
+  }
+  // A rejection after execute() returned (an executor that refuses work later) resumes the parent too: it needs
+  // nothing from the executor to go on.
+  static void reject(task& t, std::exception_ptr why) noexcept {
+    if (noted_inline_reject(t, why)) return;
+    run(t);
+  }
+  static constexpr task::operations operations_{&run, &reject};
+
+  Executor& executor_;
+  F&& f_;
+  std::tuple<A&&...> args_;
+  std::coroutine_handle<> parent_;
+  void (*mark_escaped_)(std::coroutine_handle<>) noexcept = nullptr;
+  queued_resume resume_;
+  deferred<U> child_ = access::adopt<U>(nullptr);
+};
+
+template <class Executor, class U, class F, class... A>
+struct fork_awaitable : notes_own_suspension {
+  Executor& executor;
+  F&& f;
+  std::tuple<A&&...> args;
+  fork_awaiter<Executor, U, F, A...> operator co_await() && noexcept {
+    return fork_awaiter<Executor, U, F, A...>(executor, std::forward<F>(f), std::move(args));
+  }
+};
+
 }  // namespace detail
 
 // co_await d: d's value, or its failure thrown here. Consumes d. Awaiting an rvalue (`co_await f()`,
@@ -352,7 +564,34 @@ detail::deferred_awaiter<U> operator co_await(deferred<U>&& d) noexcept {
 
 // co_await resume_on(ex): the rest of the coroutine runs on `ex`. Never allocates. If `ex` rejects the task,
 // the co_await throws the executor's error (executor_stopped_error) on the thread that rejected it.
-inline detail::resume_on_awaiter resume_on(executor_ref ex) noexcept { return detail::resume_on_awaiter(ex); }
+inline detail::resume_on_awaitable resume_on(executor_ref ex) noexcept { return detail::resume_on_awaitable{{}, ex}; }
+
+// co_await fork(ex, f, args...): starts the deferred coroutine f(args...) at once on this thread and offers the
+// rest of the calling coroutine to executor `ex` (continuation stealing, as in Cilk and libfork). If another
+// thread of `ex` takes the offer, the caller goes on there while the child runs here; if nobody has when the
+// child finishes or first suspends, the caller goes on here. Either way the co_await gives the child's
+// deferred, joined later with co_await:
+//
+//   anydefer::deferred<long> fib(anydefer::thread_pool& pool, int n) {
+//     if (n < 2) co_return n;
+//     anydefer::deferred<long> left = co_await anydefer::fork(pool, fib, pool, n - 1);
+//     long right = co_await fib(pool, n - 2);
+//     co_return co_await std::move(left) + right;
+//   }
+//
+// Where nothing was stolen, the child's deferred is published and joined without a locked instruction: only a
+// thief pays for synchronisation. Only a reclaiming_executor (thread_pool, from one of its workers) can take
+// the offer back; with any other executor the caller always goes on where the executor runs it. `args` are
+// used before the co_await completes (the child's parameters are copies), so temporaries are fine; use the
+// awaiter at once, in the co_await expression. f must start a deferred coroutine (a function that returns a
+// deferred any other way just runs to its end first, and the caller goes on). If f throws, the co_await gives a
+// failed deferred. Never allocates beyond the child's frame.
+template <class Executor, class F, class... A>
+  requires(executor<Executor>&& detail::is_deferred_v<std::invoke_result_t<F&&, A&&...>>)
+auto fork(Executor& ex, F&& f, A&&... args) noexcept {
+  using U = detail::unwrap_deferred_t<std::invoke_result_t<F&&, A&&...>>;
+  return detail::fork_awaitable<Executor, U, F, A...>{{}, ex, std::forward<F>(f), {std::forward<A>(args)...}};
+}
 
 }  // namespace anydefer
 

@@ -11,7 +11,8 @@
 //
 // The contract every executor keeps:
 //   - `execute(t)` never throws and never blocks for long.
-//   - Exactly one of `t.run()` or `t.reject(error)` is called, exactly once, for every task handed to `execute`.
+//   - Exactly one of `t.run()` or `t.reject(error)` is called, exactly once, for every task handed to `execute`
+//     (unless the executor offers `try_reclaim(t)` and it returned true: see reclaiming_executor).
 //     Until then the executor may use `t.next` as it likes (intrusive queues); after it, it must not touch `t`,
 //     which may already be destroyed.
 //   - `execute` does not call `t.run()` inline (before returning) unless the executor documents it does, as
@@ -64,6 +65,16 @@ class task {
 template <class E>
 concept executor = requires(E& e, task& t) {
   { e.execute(t) } noexcept;
+};
+// clang-format on
+
+// An executor that can take back a task it accepted, before anyone started it: `e.try_reclaim(t)` returns true
+// if it removed `t` (neither t.run() nor t.reject() will then be called), false if `t` was or will be run or
+// rejected as usual. anydefer::fork() uses it to continue a coroutine in place when no other thread took it.
+// clang-format off
+template <class E>
+concept reclaiming_executor = executor<E> && requires(E& e, task& t) {
+  { e.try_reclaim(t) } noexcept -> std::same_as<bool>;
 };
 // clang-format on
 

@@ -27,10 +27,10 @@
 // result is being written, which is bounded by a move).
 //
 // Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
-// consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on), released only when
-// the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches freed memory. A
-// link also holds one ref on itself from creation until it publishes its result, so a chain whose handles were
-// all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
+// consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
+// released only when the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches
+// freed memory. A link also holds one ref on itself from creation until it publishes its result, so a chain whose
+// handles were all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
 #pragma once
 
 #include <atomic>
@@ -95,10 +95,10 @@ class state_base : public continuation {
   static constexpr std::uintptr_t flag_mask = 15;
 
   // cancel_flags_ bits.
-  static constexpr std::uint8_t cancel_requested = 1;   // cancel() ran on this root: its canceller runs at most once
-  static constexpr std::uint8_t swallow_late_fire = 2;  // a no-canceller cancel: swallow the producer's next fire
+  static constexpr std::uint8_t cancel_requested = 1;    // cancel() ran on this root: its canceller runs at most once
+  static constexpr std::uint8_t swallow_late_fire = 2;   // a no-canceller cancel: swallow the producer's next fire
   static constexpr std::uint8_t holds_cancellation = 4;  // a driven state failed by cancel(): cancelled_error is its
-                                                          // result, not what result_ holds (see cancel_driven())
+                                                         // result, not what result_ holds (see cancel_driven())
 
   enum class kind : std::uint8_t {
     root,    // fired by hand: callback()/errback()
@@ -282,8 +282,8 @@ class state_base : public continuation {
       // Transition {..} -> {..,claimed,ready}. acq_rel: release publishes the result to whoever acquires
       // `ready`; acquire because a consumer attached concurrently is run next and its fields must be visible.
       // relaxed on failure: the reload only decides whether to try again.
-    } while (!word_.compare_exchange_weak(w, w | claimed | ready, std::memory_order_acq_rel,
-                                          std::memory_order_relaxed));
+    } while (
+        !word_.compare_exchange_weak(w, w | claimed | ready, std::memory_order_acq_rel, std::memory_order_relaxed));
     if ((w & waiting) != 0) futex_wake_all(word_);
     next = continuation_of(w);
     return true;
@@ -296,6 +296,19 @@ class state_base : public continuation {
     ANYDEFER_ASSERT((old & (claimed | ready)) == 0);
     if ((old & waiting) != 0) futex_wake_all(word_);
     return continuation_of(old);
+  }
+
+  // Publishes a state that nobody but its driver can reach yet (its only handle not handed out, no consumer, no
+  // waiter): plain stores, no locked instruction. Returns false, having done nothing, if the counts or the word
+  // say otherwise. The caller must know that no other thread can be touching the state; this checks only that
+  // nothing on this thread has given it away.
+  bool publish_quietly_if_unshared() noexcept {
+    // relaxed: by the caller's precondition nothing else writes these words now.
+    if (counts_.load(std::memory_order_relaxed) != handle_unit + one_ref) return false;
+    if (word_.load(std::memory_order_relaxed) != 0) return false;
+    word_.store(claimed | ready, std::memory_order_relaxed);
+    counts_.store(handle_unit, std::memory_order_relaxed);  // the driver's own reference goes
+    return true;
   }
 
   // cancel() reached a driven state waiting on nothing unfired: it fails with cancelled_error now, and what its

@@ -10,9 +10,10 @@
 // Scheduling (Tokio/Taskflow style):
 //   - execute() from one of this pool's workers pushes onto that worker's own Chase-Lev deque
 //     (detail/work_stealing_deque.hpp): LIFO for the worker, so a continuation runs next, hot in cache; FIFO for
-//     thieves. It wakes a sleeping worker only if some are asleep and the deque holds more than one task: a
-//     lone continuation is left to its own worker (the common "fire, continue" chain never pays a wake-up), at
-//     the price that it waits for the current task of that worker unless a spinning worker steals it.
+//     thieves. It wakes one sleeping worker whenever one sleeps, so a task queued behind a long (or blocked)
+//     task of its worker is taken by an idle worker at once; when nobody sleeps that costs one load.
+//   - try_reclaim(t) from the worker that queued `t` takes it back if nobody has started it: anydefer::fork()
+//     offers the rest of a coroutine this way and runs its child first (continuation stealing).
 //   - execute() from any other thread goes to a shared moodycamel::ConcurrentQueue injection queue and wakes one
 //     sleeping worker if there is one.
 //   - A worker takes work from its own deque (LIFO), else the injection queue, else steals the oldest task of
@@ -77,6 +78,11 @@ class alignas(64) thread_pool {
   // if such an allocation fails the task is rejected with std::bad_alloc instead.
   void execute(task& t) noexcept;
 
+  // Takes back `t` if the calling thread is the worker that queued it, `t` is the last task it queued, and no
+  // other worker has taken it: true if so, and then neither t.run() nor t.reject() will be called. False on
+  // any other thread or once `t` was taken. Thread-safe. Lock-free. Never allocates.
+  bool try_reclaim(task& t) noexcept;
+
   // Stops accepting outside work, runs everything accepted, and joins the workers (see the file comment; from a
   // worker thread it signals without joining). Idempotent. Thread-safe.
   void stop() noexcept;
@@ -101,6 +107,6 @@ class alignas(64) thread_pool {
   std::unique_ptr<impl> impl_;
 };
 
-static_assert(executor<thread_pool>);
+static_assert(reclaiming_executor<thread_pool>);
 
 }  // namespace anydefer

@@ -9,6 +9,7 @@
 //   q.push(&t);                     // owner thread only
 //   task* mine = q.pop();           // owner thread only; nullptr when empty
 //   task* theirs = q.steal();       // any thread; nullptr when empty or when it lost a race
+//   bool back = q.pop_if(&t);       // owner thread only: takes t back if it is still the last item
 //
 // The algorithm and its memory orders are those of Lê, Pop, Cohen, Zappa Nardelli, "Correct and Efficient
 // Work-Stealing for Weak Memory Models" (PPoPP 2013), figure 1; each order is argued next to its operation.
@@ -17,7 +18,7 @@
 // enough; the per-slot pairing states the hand-off of the pointed-to object directly, which race detectors
 // that do not model fences (ThreadSanitizer) understand, and costs nothing on x86 (plain moves).
 //
-// Thread-safety: push() and pop() from the owner only; steal(), empty_approx() from any thread.
+// Thread-safety: push(), pop() and pop_if() from the owner only; steal(), empty_approx() from any thread.
 #pragma once
 
 #include <atomic>
@@ -96,6 +97,18 @@ class work_stealing_deque {
       bottom_.store(b + 1, std::memory_order_relaxed);
     }
     return item;
+  }
+
+  // Removes the most recently pushed item only if it is `expected`: true if this call removed it, false if the
+  // bottom item is another one, the deque is empty, or a thief took `expected` first. Owner thread only.
+  // Lock-free. Never allocates.
+  bool pop_if(T expected) noexcept {
+    // relaxed: owner-private values; the slot at b - 1 was written by this thread and only thieves read it.
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed);
+    if (b == top_.load(std::memory_order_relaxed)) return false;  // stale top_ only makes this a no-op, as in pop()
+    if (ring_.load(std::memory_order_relaxed)->slot(b - 1).load(std::memory_order_relaxed) != expected) return false;
+    // Only the owner moves bottom_, so pop() now takes slot b - 1 unless a thief wins it.
+    return pop() == expected;
   }
 
   // Removes and returns the oldest item, or nullptr if the deque looked empty or another thread won the race
