@@ -18,27 +18,13 @@ namespace detail {
 
 void state_base::destroy_released(state_base* s) noexcept {
   s->report_if_unhandled();
-  // A dead state's word is free: it threads the list of states still to free, so that freeing a million-link
-  // chain is a loop, not a recursion.
+  // A dead state's word is free: it links the list of states still to free (see release_into()).
   s->word_.store(0, std::memory_order_relaxed);
   state_base* dead = s;
   while (dead != nullptr) {
     state_base* current = dead;
     dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
-    state_base* held[2];
-    current->owned_references(held[0], held[1]);
-    current->destroy_self();
-    for (state_base* p : held) {
-      // The same decrement as release(), sole-owner shortcut included.
-      if (p == nullptr) continue;
-      if (p->counts_.load(std::memory_order_acquire) != one_ref &&
-          p->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
-        continue;
-      }
-      p->report_if_unhandled();
-      p->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
-      dead = p;
-    }
+    current->dispose(dead);
   }
 }
 

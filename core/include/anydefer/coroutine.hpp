@@ -259,7 +259,7 @@ class deferred_awaiter final : public continuation {
     if (state_ == nullptr) throw empty_deferred_error();
     if (already_continued_) throw already_continued_error();
     if (!attached_) state_->consume_for_get();  // await_ready found it fired
-    return state_->take_result().value();
+    return state_->take_value();
   }
 
   step on_ready(state_base&) noexcept override {
@@ -379,7 +379,9 @@ class coroutine_promise final : public coroutine_promise_base<T> {
   }
 
  protected:
-  void destroy_self() noexcept override { std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy(); }
+  void dispose(state_base*&) noexcept override {
+    std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy();
+  }
 };
 
 template <>
@@ -388,7 +390,9 @@ class coroutine_promise<void> final : public coroutine_promise_base<void> {
   void return_void() noexcept { this->store_value(); }
 
  protected:
-  void destroy_self() noexcept override { std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy(); }
+  void dispose(state_base*&) noexcept override {
+    std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy();
+  }
 };
 
 // co_await resume_on(ex): continues the coroutine on `ex`. The task node lives in the awaiter, in the frame.

@@ -262,7 +262,7 @@ class deferred {
     detail::state<T>& s = checked();
     s.wait_ready(nullptr);
     s.consume_for_get();
-    return s.take_result().value();
+    return s.take_value();
   }
 
   // True once the result is there (it may since have been consumed).

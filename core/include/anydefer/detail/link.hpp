@@ -242,9 +242,12 @@ class link final : public state<U>, public link_task<Scheduled> {
 
  protected:
   state_base* awaited() const noexcept override { return awaited_.load(std::memory_order_acquire); }
-  void owned_references(state_base*& first, state_base*& second) noexcept override {
-    first = upstream_;
-    second = inner_;
+  void dispose(state_base*& dead) noexcept override {
+    state_base* const upstream = upstream_;
+    state_base* const inner = inner_;
+    delete this;
+    state_base::release_into(upstream, dead);
+    state_base::release_into(inner, dead);
   }
 
  private:

@@ -374,12 +374,38 @@ class state_base : public continuation {
   // For roots with a canceller: runs it. May throw.
   virtual void run_canceller() {}
   virtual bool has_canceller() const noexcept { return false; }
-  // The references this state holds on others, released after it is destroyed.
-  virtual void owned_references(state_base*& first, state_base*& second) noexcept { first = second = nullptr; }
-  // Reports a failure nobody consumed. Called once, when the last reference goes.
-  virtual void report_if_unhandled() noexcept = 0;
-  // Frees the state once the last reference went. A coroutine's state lives in its frame and frees that instead.
-  virtual void destroy_self() noexcept { delete this; }
+  // Frees the state once the last reference went, and drops the references it held on others with
+  // release_into(held, dead), which queues a state whose last reference that was on `dead` (freed next, by the
+  // same loop: a million-link chain is freed in constant stack). A coroutine's state lives in its frame and
+  // frees that instead. The one virtual call of a state's end.
+  virtual void dispose(state_base*& dead) noexcept {
+    static_cast<void>(dead);
+    delete this;
+  }
+  // Reports the result if it is a failure; called when nobody consumed it (report_if_unhandled()).
+  virtual void report_unconsumed() noexcept = 0;
+
+  // Drops the reference a dying state held on `held` (as release() does); at zero, reports `held` if nobody
+  // consumed its failure and queues it on `dead`.
+  static void release_into(state_base* held, state_base*& dead) noexcept {
+    if (held == nullptr) return;
+    if (held->counts_.load(std::memory_order_acquire) != one_ref &&
+        held->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
+      return;
+    }
+    held->report_if_unhandled();
+    // A dead state's word is free: it links the list of states still to free.
+    held->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
+    dead = held;
+  }
+
+  // A result nobody took (no consumer attached, none consumed it): a failure there is reported. Called once,
+  // when the last reference goes. Non-virtual for the common case, a consumed result.
+  void report_if_unhandled() noexcept {
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);
+    if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return;
+    report_unconsumed();
+  }
 
   step on_ready(state_base&) noexcept override { return {}; }  // a plain state consumes nothing
 
@@ -421,17 +447,25 @@ class state : public state_base {
 
  public:
   using state_base::state_base;
+  ~state() override { reset(); }
 
   // Writes the result. Only the claimant calls these, between claim() and publish().
   template <class... A>
   void store_value(A&&... a) noexcept {
+    ANYDEFER_ASSERT(holds_ == holds::nothing);
     try {
-      result_.template emplace<1>(std::forward<A>(a)...);
+      ::new (static_cast<void*>(&result_.value)) stored(std::forward<A>(a)...);
+      holds_ = holds::value;
     } catch (...) {
-      result_.template emplace<2>(std::current_exception());
+      ::new (static_cast<void*>(&result_.error)) std::exception_ptr(std::current_exception());
+      holds_ = holds::error;
     }
   }
-  void store_failure(std::exception_ptr error) noexcept override { result_.template emplace<2>(std::move(error)); }
+  void store_failure(std::exception_ptr error) noexcept override {
+    ANYDEFER_ASSERT(holds_ == holds::nothing);
+    ::new (static_cast<void*>(&result_.error)) std::exception_ptr(std::move(error));
+    holds_ = holds::error;
+  }
   void store_result(result<T>&& r) noexcept {
     if (r.has_value()) {
       if constexpr (std::is_void_v<T>) {
@@ -448,19 +482,28 @@ class state : public state_base {
   result<T> take_result() noexcept {
     ANYDEFER_ASSERT(this->is_ready());
     if (this->holds_cancellation_flag()) return result<T>(failure::of(cancelled_error()));
-    if (result_.index() == 2) return result<T>(failure(std::move(std::get<2>(result_))));
+    if (holds_ == holds::error) return result<T>(failure(std::move(result_.error)));
     if constexpr (std::is_void_v<T>) {
       return result<T>();
     } else {
-      return result<T>(std::move(std::get<1>(result_)));
+      return result<T>(std::move(result_.value));
     }
   }
 
-  bool holds_failure() const noexcept { return this->holds_cancellation_flag() || result_.index() == 2; }
+  // The value, or the failure's exception rethrown: take_result().value() without building a result<T>, for
+  // get() and co_await. The same preconditions.
+  T take_value() {
+    ANYDEFER_ASSERT(this->is_ready());
+    if (this->holds_cancellation_flag()) throw cancelled_error();
+    if (holds_ == holds::error) std::rethrow_exception(result_.error);
+    if constexpr (!std::is_void_v<T>) return std::move(result_.value);
+  }
 
-  // Drops what the driver wrote after cancel() won (publish_written() returned false): nobody reads result_ of
-  // a cancelled driven state, and what it holds (a handle, say) must not live on with the state.
-  void discard_result() noexcept { result_.template emplace<0>(); }
+  bool holds_failure() const noexcept { return this->holds_cancellation_flag() || holds_ == holds::error; }
+
+  // Drops what the driver wrote after cancel() won (publish_written() returned false): nobody reads the result
+  // of a cancelled driven state, and what it holds (a handle, say) must not live on with the state.
+  void discard_result() noexcept { reset(); }
 
   // Builds an already-fired state (succeed()/fail()), before any other thread can see it.
   template <class... A>
@@ -487,18 +530,34 @@ class state : public state_base {
   bool fire_failure(std::exception_ptr error) noexcept { return fail_internal(std::move(error)); }
 
  protected:
-  void report_if_unhandled() noexcept override {
-    std::uintptr_t w = word_.load(std::memory_order_acquire);
-    if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return;
+  void report_unconsumed() noexcept override {
     if (this->holds_cancellation_flag()) {
       report_unhandled(failure::of(cancelled_error()), created_at());
-    } else if (result_.index() == 2) {
-      report_unhandled(failure(std::get<2>(result_)), created_at());
+    } else if (holds_ == holds::error) {
+      report_unhandled(failure(result_.error), created_at());
     }
   }
 
  private:
-  std::variant<std::monostate, stored, std::exception_ptr> result_;
+  void reset() noexcept {
+    if (holds_ == holds::value) {
+      result_.value.~stored();
+    } else if (holds_ == holds::error) {
+      result_.error.~exception_ptr();
+    }
+    holds_ = holds::nothing;
+  }
+
+  // Nothing yet, a value or a failure: a tagged union, so that moving the result out or destroying it is a
+  // branch on the tag rather than std::variant's visitor.
+  enum class holds : unsigned char { nothing, value, error };
+  union storage {
+    storage() noexcept {}
+    ~storage() {}
+    stored value;
+    std::exception_ptr error;
+  } result_;
+  holds holds_ = holds::nothing;
 };
 
 // The library's view of a deferred handle's internals (deferred<T> befriends it).
