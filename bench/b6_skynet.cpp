@@ -3,6 +3,9 @@
 //
 //   anydefer  each child is submit()ed to the thread_pool; an inner node is a coroutine that co_awaits its ten
 //             children (suspending, never blocking a worker); a leaf is a plain task returning its number.
+//   anydefer_fork  each child (leaves too) is a coroutine started with co_await anydefer::fork(pool, ...): it runs
+//             at once and the rest of its parent is offered to the other workers (continuation stealing); the
+//             parent then co_awaits the ten deferreds.
 //   onetbb    tbb::task_group per inner node: run() each child, wait() (TBB's wait runs other tasks).
 #include <benchmark/benchmark.h>
 
@@ -39,10 +42,35 @@ anydefer::deferred<std::int64_t> skynet(anydefer::thread_pool& pool, std::int64_
   co_return sum;
 }
 
+anydefer::deferred<std::int64_t> skynet_fork(anydefer::thread_pool& pool, std::int64_t num, std::int64_t size) {
+  if (size == 1) co_return num;
+  const std::int64_t child_size = size / 10;
+  std::array<std::optional<anydefer::deferred<std::int64_t>>, 10> children;
+  for (std::int64_t i = 0; i < 10; ++i) {
+    children[static_cast<std::size_t>(i)].emplace(
+        co_await anydefer::fork(pool, skynet_fork, pool, num + i * child_size, child_size));
+  }
+  std::int64_t sum = 0;
+  for (auto& child : children) sum += co_await std::move(*child);
+  co_return sum;
+}
+
 void skynet_anydefer(benchmark::State& state) {
   anydefer::thread_pool pool;
   for (auto _ : state) {
     auto root = anydefer::submit(pool, [&pool] { return skynet(pool, 0, kLeaves); });
+    const std::int64_t sum = root.get();
+    benchmark::DoNotOptimize(sum);
+    if (sum != kAnswer) state.SkipWithError("wrong skynet sum");
+  }
+  state.SetItemsProcessed(state.iterations() * kTasks);
+  state.counters["workers"] = static_cast<double>(pool.size());
+}
+
+void skynet_anydefer_fork(benchmark::State& state) {
+  anydefer::thread_pool pool;
+  for (auto _ : state) {
+    auto root = anydefer::submit(pool, [&pool] { return skynet_fork(pool, 0, kLeaves); });
     const std::int64_t sum = root.get();
     benchmark::DoNotOptimize(sum);
     if (sum != kAnswer) state.SkipWithError("wrong skynet sum");
@@ -78,6 +106,7 @@ void skynet_onetbb(benchmark::State& state) {
 }
 
 BENCHMARK(skynet_anydefer)->Name("BM_Skynet/anydefer")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(skynet_anydefer_fork)->Name("BM_Skynet/anydefer_fork")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(skynet_onetbb)->Name("BM_Skynet/onetbb")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
