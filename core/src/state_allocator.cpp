@@ -16,14 +16,16 @@ namespace {
 // depot, which keeps what it holds for the life of the process), so a block may be freed on another thread than
 // the one that made it (it then joins that thread's cache).
 constexpr std::size_t kGranule = 16;
-constexpr std::size_t kClasses = 32;  // 16 .. 512 bytes (a coroutine frame is often 300 B); larger: the heap
+// 16 .. 1024 bytes: a coroutine frame is often 300 B, and one that keeps several deferreds and awaiters across
+// its suspensions (a node forking ten children, say) exceeds 512 B. Larger: the heap.
+constexpr std::size_t kClasses = 64;
 
 // How many blocks of class c one thread keeps, and the size of a depot batch: 256, or fewer for large blocks so
-// that no class holds more than about 16 KiB (at most about 0.5 MiB per thread over all classes). A table: the
+// that no class holds more than 16 KiB (at most 1 MiB per thread over all classes). A table: the
 // free path reads it on every call.
 constexpr std::size_t max_cached_for(std::size_t c) noexcept {
   const std::size_t by_bytes = 16384 / ((c + 1) * kGranule);
-  return by_bytes > 256 ? 256 : (by_bytes < 32 ? 32 : by_bytes);
+  return by_bytes > 256 ? 256 : by_bytes;
 }
 constexpr auto kMaxCached = [] {
   std::array<std::size_t, kClasses> table{};
@@ -42,7 +44,7 @@ struct free_block {
 // batch. This is what makes a producer/consumer pair cheap: states made on one thread and freed on another
 // (every post to a pool through submit()) would otherwise fill the consumer's cache and drain the producer's,
 // and go through the global heap, whose cross-thread frees contend on its arena lock.
-constexpr std::size_t kMaxDepotBatches = 8;  // per class: at most 128 KiB in the largest class, 4 MiB in all
+constexpr std::size_t kMaxDepotBatches = 8;  // per class: at most 128 KiB, 8 MiB in all
 
 struct class_depot {
   std::mutex mutex;

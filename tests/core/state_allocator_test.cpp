@@ -37,8 +37,8 @@ bool holds(const block& b, unsigned char tag) {
 // written by the allocator while it is live.
 TEST(StateAllocatorTest, BlocksMadeOnOneThreadAndFreedOnAnotherAreNeverHandedOutTwice) {
   constexpr int kRounds = 20;
-  constexpr int kPerRound = 3000;                                // more than a thread's cache of any class
-  const std::size_t sizes[] = {24, 64, 80, 160, 304, 512, 600};  // 600: beyond the cached classes
+  constexpr int kPerRound = 3000;                                            // more than a thread's cache of any class
+  const std::size_t sizes[] = {24, 64, 80, 160, 304, 512, 600, 1024, 1100};  // 1100: beyond the cached classes
   for (int round = 0; round < kRounds; ++round) {
     std::vector<block> live;
     live.reserve(kPerRound);
