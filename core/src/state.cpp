@@ -28,6 +28,36 @@ void state_base::destroy_released(state_base* s) noexcept {
   }
 }
 
+void state_base::drop_shared_handle(std::uint64_t c) noexcept {
+  for (;;) {
+    if (c == handle_unit) {  // the other owners went meanwhile
+      destroy_released(this);
+      return;
+    }
+    // The last handle of a root something still waits on: keep our reference while failing it (a consumer
+    // reached through cancel() may finish and drop its own reference meanwhile). A consumer only attaches
+    // through a handle, and ours is the last, so the word read here cannot gain one behind our back.
+    if (handles_in(c) == 1 && kind_ == kind::root && abandoned_with_consumer()) {
+      counts_.fetch_sub(handle_unit - one_ref, std::memory_order_acq_rel);
+      if (abandoned_with_consumer()) fail_internal(std::make_exception_ptr(broken_deferred_error()));
+      release(this);
+      return;
+    }
+    // acq_rel: release so our writes happen before whoever frees the state; acquire for the reload. With
+    // c != handle_unit another owner remains, so this never frees.
+    if (counts_.compare_exchange_weak(c, c - handle_unit, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      return;
+    }
+  }
+}
+
+void state_base::consume_shared(std::uintptr_t w) {
+  do {
+    if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
+    // acquire (both): the consumer reads the result next and must see the publisher's writes.
+  } while (!word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire));
+}
+
 bool state_base::fail_internal(std::exception_ptr error) noexcept {
   std::uintptr_t w = claim();
   if ((w & claimed) != 0) return false;

@@ -170,27 +170,12 @@ class state_base : public continuation {
   void drop_handle() noexcept {
     // acquire: the sole-owner case frees the state, and the CAS below may be the last step before another
     // owner frees it; either way every other owner's writes must be visible (see release()).
-    std::uint64_t c = counts_.load(std::memory_order_acquire);
-    for (;;) {
-      if (c == handle_unit) {  // the last handle and the last reference: nobody else can see the state
-        destroy_released(this);
-        return;
-      }
-      // The last handle of a root something still waits on: keep our reference while failing it (a consumer
-      // reached through cancel() may finish and drop its own reference meanwhile). A consumer only attaches
-      // through a handle, and ours is the last, so the word read here cannot gain one behind our back.
-      if (handles_in(c) == 1 && kind_ == kind::root && abandoned_with_consumer()) {
-        counts_.fetch_sub(handle_unit - one_ref, std::memory_order_acq_rel);
-        if (abandoned_with_consumer()) fail_internal(std::make_exception_ptr(broken_deferred_error()));
-        release(this);
-        return;
-      }
-      // acq_rel: release so our writes happen before whoever frees the state; acquire for the reload. With
-      // c != handle_unit another owner remains, so this never frees.
-      if (counts_.compare_exchange_weak(c, c - handle_unit, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        return;
-      }
+    const std::uint64_t c = counts_.load(std::memory_order_acquire);
+    if (c == handle_unit) {  // the last handle and the last reference: nobody else can see the state
+      destroy_released(this);
+      return;
     }
+    drop_shared_handle(c);
   }
 
   // Drops one reference; frees the state (and, iteratively, what it held) at zero. A sole owner pays no RMW.
@@ -207,6 +192,12 @@ class state_base : public continuation {
   // Frees a state whose last reference is gone, and, iteratively, what it held.
   static void destroy_released(state_base* s) noexcept;
 
+ private:
+  // The slow halves of drop_handle() and consume_for_get(), out of line: other owners exist.
+  void drop_shared_handle(std::uint64_t counts) noexcept;
+  void consume_shared(std::uintptr_t word);
+
+ public:
   // --- the state machine -----------------------------------------------------------------------------------
   enum class attach_result : std::uint8_t { attached, ready_now, already_continued };
 
@@ -328,15 +319,12 @@ class state_base : public continuation {
 
   // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
   void consume_for_get() {
-    std::uintptr_t w = word_.load(std::memory_order_acquire);
-    if (sole_handle()) {  // no other consumer can race us: a plain store
-      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
-      word_.store(w | consumed, std::memory_order_relaxed);
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);
+    if (sole_handle() && (w & consumed) == 0 && continuation_of(w) == nullptr) {
+      word_.store(w | consumed, std::memory_order_relaxed);  // no other consumer can race us: a plain store
       return;
     }
-    do {
-      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
-    } while (!word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire));
+    consume_shared(w);
   }
 
   // A fire that lost the claim: swallowed once after a cancel() without canceller (the producer could not know
@@ -351,7 +339,10 @@ class state_base : public continuation {
   }
 
   // Blocks until the result is ready (or the deadline, a std::chrono::steady_clock::time_point*, passes).
-  bool wait_ready(const void* deadline) { return wait_ready_until(word_, deadline); }
+  bool wait_ready(const void* deadline) {
+    // acquire: as in is_ready(); the caller reads the result next.
+    return (word_.load(std::memory_order_acquire) & ready) != 0 || wait_ready_until(word_, deadline);
+  }
 
   // Fails the state with `error` unless it already has a result; runs its continuations. Returns false if the
   // state had already been claimed.
@@ -530,7 +521,7 @@ class state : public state_base {
   bool fire_failure(std::exception_ptr error) noexcept { return fail_internal(std::move(error)); }
 
  protected:
-  void report_unconsumed() noexcept override {
+  [[gnu::cold, gnu::noinline]] void report_unconsumed() noexcept override {
     if (this->holds_cancellation_flag()) {
       report_unhandled(failure::of(cancelled_error()), created_at());
     } else if (holds_ == holds::error) {
