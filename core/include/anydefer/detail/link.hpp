@@ -58,10 +58,42 @@ struct invoke_with_value<void, F> {
   using type = std::invoke_result_t<F&>;
 };
 
+// The direct path of a handler that returns a plain value (not a deferred): it reads the upstream's result in
+// place and writes its own into the link's state, with no result<T> or outcome<U> in between. `direct` says
+// whether a handler has it; the others go through operator() and an outcome.
+template <class R>
+inline constexpr bool returns_plain_value = !unwrap_deferred<std::remove_cvref_t<R>>::is_deferred;
+
+// Stores f(args...)'s value, or the exception it threw, into `out`.
+template <class U, class F, class... A>
+void invoke_into(state<U>& out, F& f, A&&... args) noexcept {
+  try {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, A...>>) {
+      std::invoke(f, std::forward<A>(args)...);
+      out.store_value();
+    } else {
+      out.store_value(std::invoke(f, std::forward<A>(args)...));
+    }
+  } catch (...) {
+    out.store_failure(std::current_exception());
+  }
+}
+
+// Passes the upstream's value on unchanged.
+template <class T>
+void pass_value(state<T>& out, state<T>& up) noexcept {
+  if constexpr (std::is_void_v<T>) {
+    out.store_value();
+  } else {
+    out.store_value(up.take_stored());
+  }
+}
+
 // add_callback(f): f gets the value; a failure passes through untouched.
 template <class T, class U, class F>
 struct value_handler {
   F on_value;
+  static constexpr bool direct = returns_plain_value<typename invoke_with_value<T, F>::type>;
   outcome<U> operator()(result<T>&& r) noexcept {
     if (r.has_failure()) return outcome<U>(std::in_place_index<0>, r.error());
     if constexpr (std::is_void_v<T>) {
@@ -70,15 +102,33 @@ struct value_handler {
       return invoke_to_outcome<U>(on_value, std::move(r).value());
     }
   }
+  // `up` is null for a submitted task, which starts from nothing.
+  void produce(state<U>& out, state<T>* up) noexcept {
+    if (up != nullptr && up->holds_failure()) {
+      out.store_failure(up->take_error());
+    } else if constexpr (std::is_void_v<T>) {
+      invoke_into(out, on_value);
+    } else {
+      invoke_into(out, on_value, up->take_stored());
+    }
+  }
 };
 
 // add_errback(g): g gets the failure and may recover; a value passes through untouched.
 template <class T, class G>
 struct failure_handler {
   G on_failure;
+  static constexpr bool direct = returns_plain_value<std::invoke_result_t<G&, failure>>;
   outcome<T> operator()(result<T>&& r) noexcept {
     if (r.has_failure()) return invoke_to_outcome<T>(on_failure, failure(r.error()));
     return outcome<T>(std::in_place_index<0>, std::move(r));
+  }
+  void produce(state<T>& out, state<T>* up) noexcept {
+    if (up->holds_failure()) {
+      invoke_into(out, on_failure, failure(up->take_error()));
+    } else {
+      pass_value(out, *up);
+    }
   }
 };
 
@@ -87,6 +137,8 @@ template <class T, class U, class F, class G>
 struct value_or_failure_handler {
   F on_value;
   G on_failure;
+  static constexpr bool direct = returns_plain_value<typename invoke_with_value<T, F>::type> &&
+                                 returns_plain_value<std::invoke_result_t<G&, failure>>;
   outcome<U> operator()(result<T>&& r) noexcept {
     if (r.has_failure()) return invoke_to_outcome<U>(on_failure, failure(r.error()));
     if constexpr (std::is_void_v<T>) {
@@ -95,13 +147,24 @@ struct value_or_failure_handler {
       return invoke_to_outcome<U>(on_value, std::move(r).value());
     }
   }
+  void produce(state<U>& out, state<T>* up) noexcept {
+    if (up->holds_failure()) {
+      invoke_into(out, on_failure, failure(up->take_error()));
+    } else if constexpr (std::is_void_v<T>) {
+      invoke_into(out, on_value);
+    } else {
+      invoke_into(out, on_value, up->take_stored());
+    }
+  }
 };
 
 // add_both(f): f gets the result<T>, value or failure.
 template <class T, class U, class F>
 struct result_handler {
   F on_result;
+  static constexpr bool direct = returns_plain_value<std::invoke_result_t<F&, result<T>&&>>;
   outcome<U> operator()(result<T>&& r) noexcept { return invoke_to_outcome<U>(on_result, std::move(r)); }
+  void produce(state<U>& out, state<T>* up) noexcept { invoke_into(out, on_result, up->take_result()); }
 };
 
 // Set while a task of ours is being handed to an executor, so that an executor that runs or rejects it inline
@@ -262,6 +325,11 @@ class link final : public state<U>, public link_task<Scheduled> {
     // A link cancelled while its upstream's result was on its way (or queued on an executor) already failed with
     // cancelled_error: the upstream's result is dropped unseen and the handler does not run.
     if (this->is_claimed()) return finish_discarded();
+    if constexpr (Handler::direct) {
+      handler_.get().produce(*this, upstream_);
+      handler_.drop();
+      return publish_own_result();
+    }
     outcome<U> out = [&] {
       if constexpr (std::is_void_v<T>) {
         if (upstream_ == nullptr) return handler_.get()(result<void>());
@@ -300,9 +368,14 @@ class link final : public state<U>, public link_task<Scheduled> {
   }
 
   step finish(result<U>&& r) noexcept {
-    // Written before the claim: the link is the only writer of its result_ (a cancel() that wins the claim fails
-    // it with a flag instead, see state_base::cancel_driven()), so one RMW both claims and publishes.
     this->store_result(std::move(r));
+    return publish_own_result();
+  }
+
+  // The result is written (finish(), or a handler's direct path) before the claim: the link is the only writer
+  // of its result (a cancel() that wins the claim fails it with a flag instead, see
+  // state_base::cancel_driven()), so one RMW both claims and publishes.
+  step publish_own_result() noexcept {
     continuation* next = nullptr;
     if (!this->publish_written(next)) {
       this->discard_result();

@@ -492,6 +492,18 @@ class state : public state_base {
 
   bool holds_failure() const noexcept { return this->holds_cancellation_flag() || holds_ == holds::error; }
 
+  // For a link reading its upstream in place, after `ready` was acquired: the failure (holds_failure()), moved
+  // out, or the value, left moved-from when the callee moves from it.
+  std::exception_ptr take_error() noexcept {
+    ANYDEFER_ASSERT(this->is_ready() && holds_failure());
+    if (this->holds_cancellation_flag()) return std::make_exception_ptr(cancelled_error());
+    return std::move(result_.error);
+  }
+  stored&& take_stored() noexcept {
+    ANYDEFER_ASSERT(this->is_ready() && holds_ == holds::value);
+    return std::move(result_.value);
+  }
+
   // Drops what the driver wrote after cancel() won (publish_written() returned false): nobody reads the result
   // of a cancelled driven state, and what it holds (a handle, say) must not live on with the state.
   void discard_result() noexcept { reset(); }
