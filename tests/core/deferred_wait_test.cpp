@@ -205,7 +205,7 @@ TEST(DeferredWaitTest, WaitPolicyIsPerThread) {
   deferred<int> d;
   int v = 0;
 
-  std::thread other([&] { v = d.get(); });
+  std::thread other([&v, d] { v = d.get(); });  // its own handle: one handle object, one thread at a time
   d.callback(6);
   other.join();
 

@@ -22,8 +22,9 @@
 //     broken_deferred_error: its producer is gone.
 //
 // Thread-safety: any thread may fire, cancel or continue a deferred while others do; exactly one side runs each
-// function, exactly once. A single handle object is not itself synchronized (like std::shared_ptr): give each
-// thread its own copy.
+// function, exactly once. A single handle object is not itself synchronized, not even its const members (unlike
+// std::shared_ptr): give each thread its own copy. A handle that is its state's only owner uses no locked
+// instruction, which is what that rule buys.
 //
 // Memory ordering: everything the firing thread did before callback()/errback() is visible to the functions of
 // the chain that run as a result, on whatever thread, and to a thread that returns from wait()/get(). Everything

@@ -8,7 +8,8 @@
 // continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned) plus 4 flags:
 //
 //   bits 4..63  continuation* c   the one consumer, set once by try_attach(), never cleared
-//   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment)
+//   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment); a
+//                                 driven state is claimed and made ready by one RMW (see below)
 //   bit 1       ready             the result is written and visible (published with release)
 //   bit 2       consumed          the result was taken by a consumer that attached after `ready` (get(), a late
 //                                 add_*, a co_await of a fired deferred)
@@ -26,11 +27,29 @@
 // other side, so there is no lock and no spin on the fire/continue paths (wait() alone yields while a claimed
 // result is being written, which is bounded by a move).
 //
+// Who writes the result, and how many RMWs that takes:
+//   - a root (fired by hand): claim (fetch_or), write, publish (a plain store if a consumer was already there,
+//     else fetch_or(ready)). Two producers may race, so the claim comes first.
+//   - a link or a coroutine (a *driven* state) has one writer, its driver: it writes first, then claims and
+//     publishes in one RMW (publish_written(): CAS {..} -> {..,claimed,ready}; publish_unclaimable(): fetch_or).
+//     cancel() of a driven state therefore never writes the result: it claims, sets `holds_cancellation` in
+//     cancel_flags_ and publishes (cancel_driven()), and every reader checks that flag first. A driver that
+//     finds the state claimed drops what it wrote.
+//   - a coroutine whose deferred nobody else can reach yet (it never suspended: its handle is still inside the
+//     call that created it) publishes with plain stores, as fork() does for a child nobody else saw.
+//
 // Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
 // released only when the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches
 // freed memory. A link also holds one ref on itself from creation until it publishes its result, so a chain whose
 // handles were all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
+//
+// Sole owner: every thread that touches a state holds a counted reference (or handle), with one exception, the
+// cancel() borrowers of a coroutine's awaiting_slot (coroutine.hpp), which the awaiter's own reference covers and
+// which force locked count updates while they may exist (add_ref_racing_borrowers()). So a caller whose load of
+// the count equals what it holds itself is alone with the state, and changes the count and the word with plain
+// stores: a single-threaded chain pays no locked instruction for its bookkeeping. One handle object must not be
+// used by two threads at once (copies may).
 #pragma once
 
 #include <atomic>
