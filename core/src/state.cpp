@@ -38,7 +38,12 @@ void state_base::drop_shared_handle(std::uint64_t c) noexcept {
     // reached through cancel() may finish and drop its own reference meanwhile). A consumer only attaches
     // through a handle, and ours is the last, so the word read here cannot gain one behind our back.
     if (handles_in(c) == 1 && kind_ == kind::root && abandoned_with_consumer()) {
-      counts_.fetch_sub(handle_unit - one_ref, std::memory_order_acq_rel);
+      // Drop the handle but keep its reference, only if ours is still the last handle: a canceller's
+      // try_add_handle() since our load makes the CAS fail, and we look again.
+      if (!counts_.compare_exchange_weak(c, c - handle_unit + one_ref, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+        continue;
+      }
       if (abandoned_with_consumer()) fail_internal(std::make_exception_ptr(broken_deferred_error()));
       release(this);
       return;

@@ -1,5 +1,7 @@
 #include "anydefer/executors/thread_pool.hpp"
 
+#include "anydefer/coroutine.hpp"
+
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <algorithm>
@@ -70,7 +72,10 @@ struct thread_pool::impl {
     // queue. Bounded nesting: see thread_pool.hpp.
     bool before_block() override {
       if (this_worker.help_depth >= max_help_depth) return false;
-      task* t = deque.pop();
+      // Not from the own deque while this thread runs a fork() child: the caller's continuation may be there,
+      // and running it nested above the child that blocks (or letting an address it leaves behind be reused
+      // for another task that fork() would take for its own) is wrong. Other workers' tasks are safe.
+      task* t = detail::this_thread_inline_fork.child == nullptr ? deque.pop() : nullptr;
       if (t == nullptr) t = pool.steal_from_others(*this);
       // One outside task, not a batch: a batch would put unrelated tasks on the own deque, ahead of the work
       // this waiter would otherwise steal on its next help.
@@ -123,7 +128,6 @@ struct thread_pool::impl {
     if (n == 0) return nullptr;
     for (std::size_t i = n; i-- > 1;) place_from_worker(w, *batch[i]);
     // Stealable work appeared: a parked worker must hear of it, or the batch waits for this worker's task to end.
-    // (Not the cheap hint execute() from a worker uses: here the whole batch, not one continuation, would wait.)
     // Workers that looked while the batch was in nobody's queue may have parked too: each thief passes the
     // wake-up on while there is more to steal (steal_from_others).
     if (n > 1) parking.notify_one();
@@ -139,9 +143,9 @@ struct thread_pool::impl {
       if (&victim == &self) continue;
       if (task* t = victim.deque.steal()) {
         // More where this came from: one wake-up per stolen task reaches as many parked workers as there is work
-        // to steal. The relaxed hint first, as in execute(): the victim's bottom index is a line its owner keeps
-        // writing, and reading it on every steal slowed fork-join work measurably. A stale "nobody parked" only
-        // delays parallelism: the victim still runs its own tasks.
+        // to steal. The relaxed hint first: the victim's bottom index is a line its owner keeps writing, and
+        // reading it on every steal slowed fork-join work measurably. A stale "nobody parked" only delays
+        // parallelism: the victim still runs its own tasks, and its next push wakes a sleeper (execute()).
         if (parking.waiters_approx() != 0 && !victim.deque.empty_approx()) parking.notify_one();
         return t;
       }

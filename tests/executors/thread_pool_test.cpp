@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "anydefer/coroutine.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/thread_pool.hpp"
@@ -411,6 +412,40 @@ TEST(ThreadPoolTest, IdlePoolUsesAlmostNoCpu) {
   std::this_thread::sleep_for(300ms);
   const double used = process_cpu_seconds() - before;
   EXPECT_LT(used, 0.03) << "an idle pool of 2 workers used " << used << " s of CPU in 0.3 s";
+}
+
+}  // namespace
+
+namespace {
+
+// fork() on the pool: a child that blocks (get() on a worker helps with pool work while it waits) must not run
+// its own caller's continuation, which sits on this worker's deque, nested above itself.
+anydefer::deferred<int> blocking_child(anydefer::deferred<int> gate, std::atomic<bool>& child_blocked) {
+  child_blocked = true;
+  const int v = gate.get();
+  child_blocked = false;
+  co_return v;
+}
+
+anydefer::deferred<int> forking_parent(anydefer::thread_pool& pool, anydefer::deferred<int> gate,
+                                       std::atomic<bool>& child_blocked, bool& parent_ran_while_child_blocked) {
+  anydefer::deferred<int> left = co_await anydefer::fork(pool, blocking_child, gate, child_blocked);
+  parent_ran_while_child_blocked = child_blocked.load();
+  co_return co_await std::move(left);
+}
+
+TEST(ThreadPoolForkTest, ABlockedChildDoesNotRunItsCallersContinuationNestedAboveItself) {
+  anydefer::thread_pool pool(1);  // no thief: only the blocked worker itself could take the continuation
+  anydefer::deferred<int> gate;
+  std::atomic<bool> child_blocked{false};
+  bool parent_ran_while_child_blocked = false;
+  anydefer::deferred<int> out =
+      anydefer::submit(pool, [&] { return forking_parent(pool, gate, child_blocked, parent_ran_while_child_blocked); });
+  while (!child_blocked.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);  // the child's wait helps with whatever it may take meanwhile
+  gate.callback(7);
+  EXPECT_EQ(out.get(), 7);
+  EXPECT_FALSE(parent_ran_while_child_blocked);
 }
 
 }  // namespace

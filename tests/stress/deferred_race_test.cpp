@@ -14,6 +14,7 @@
 #include <new>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -210,6 +211,45 @@ TEST(DeferredRaceTest, FireRacingContinueRunsContinuationExactlyOnce) {
   EXPECT_EQ(continuations.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
   EXPECT_EQ(leaks.allocated(), leaks.freed());
+}
+
+// Two threads, each with its own handle to one fired deferred, both get() it, then drop their handle: exactly one
+// takes the value, the other gets already_continued_error. A getter that finds itself the only owner uses a plain
+// store, which is right only if it looks at the word after it learnt it was alone (else the other's consumption
+// is missed and the value is taken twice, the second time moved-from).
+TEST(DeferredRaceTest, TwoGettersOfOneFiredDeferredTakeItExactlyOnce) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> values{0};
+  std::atomic<long> refused{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<std::string>> first;
+  std::optional<deferred<std::string>> second;
+  const std::string payload(32, 'v');  // beyond the small-string buffer: a moved-from copy is empty
+
+  auto take = [&](std::optional<deferred<std::string>>& mine) {
+    try {
+      if (mine->get() == payload) values.fetch_add(1, std::memory_order_relaxed);
+    } catch (const anydefer::already_continued_error&) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+    }
+    mine.reset();
+  };
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<std::string> d = anydefer::succeed(payload);
+        first = d;
+        second = std::move(d);
+      },
+      {[&] { take(first); }, [&] { take(second); }},
+      [&](long r) {
+        if (values.load(std::memory_order_relaxed) != r + 1 || refused.load(std::memory_order_relaxed) != r + 1) {
+          ++incoherent_rounds;
+        }
+      });
+  EXPECT_EQ(values.load(), rounds);
+  EXPECT_EQ(refused.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
 }
 
 TEST(DeferredRaceTest, FireRacingScheduledContinueRunsContinuationExactlyOnce) {

@@ -8,7 +8,8 @@
 //   }
 //
 // The rules (Twisted's ensureDeferred / inlineCallbacks, typed):
-//   - The coroutine starts at once and runs until it awaits a deferred that has not fired.
+//   - The coroutine starts at once and runs until it awaits a deferred that has not fired (a child started by
+//     fork() starts once its caller's continuation is offered, a moment later, on the same thread).
 //   - `co_await d` gives d's value or throws its failure's exception at that point; it consumes d (a deferred
 //     has one consumer). Awaiting a fired deferred does not suspend.
 //   - It resumes on the thread that fires d. `co_await anydefer::resume_on(ex)` hops to executor `ex` (no
@@ -25,8 +26,9 @@
 //   - Nested resumptions on one thread (a coroutine that fires what another awaits, which fires what a third
 //     awaits, ...) are queued and run one after the other by the outermost one, so the stack stays constant. A
 //     fire from inside a resumed coroutine therefore returns before the coroutine it wakes runs.
-//   - Any awaitable can be awaited inside (no await_transform), and a deferred can be awaited from any coroutine
-//     type.
+//   - Any awaitable can be awaited inside (the promise's await_transform passes every awaitable through, noting
+//     only that a foreign one may hand the coroutine to another thread), and a deferred can be awaited from any
+//     coroutine type.
 //
 // Budget: one allocation per call (the frame, which also holds the deferred's state).
 #pragma once
@@ -587,9 +589,14 @@ inline detail::resume_on_awaitable resume_on(executor_ref ex) noexcept { return 
 // thief pays for synchronisation. Only a reclaiming_executor (thread_pool, from one of its workers) can take
 // the offer back; with any other executor the caller always goes on where the executor runs it. `args` are
 // used before the co_await completes (the child's parameters are copies), so temporaries are fine; use the
-// awaiter at once, in the co_await expression. f must start a deferred coroutine (a function that returns a
-// deferred any other way just runs to its end first, and the caller goes on). If f throws, the co_await gives a
-// failed deferred. Never allocates beyond the child's frame.
+// awaiter at once, in the co_await expression. f must be a deferred coroutine, or a function whose first act is
+// to call one and return its deferred: the first deferred coroutine created on this thread while f runs is the
+// one held at its start until the caller is offered (a function that first makes and waits on another coroutine
+// would wait on a coroutine that has not started). A function that returns a deferred without making a
+// coroutine just runs to its end first, and the caller goes on. If f throws, the co_await gives a failed
+// deferred. While the child runs inline, a blocking wait on this thread does not help with this worker's own
+// queued tasks (the caller's continuation is among them), only with other workers'. Never allocates beyond the
+// child's frame.
 template <class Executor, class F, class... A>
   requires(executor<Executor>&& detail::is_deferred_v<std::invoke_result_t<F&&, A&&...>>)
 auto fork(Executor& ex, F&& f, A&&... args) noexcept {

@@ -9,7 +9,7 @@
 //
 //   bits 4..63  continuation* c   the one consumer, set once by try_attach(), never cleared
 //   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment); a
-//                                 driven state is claimed and made ready by one RMW (see below)
+//                                 link or a coroutine is claimed and made ready by one RMW (see below)
 //   bit 1       ready             the result is written and visible (published with release)
 //   bit 2       consumed          the result was taken by a consumer that attached after `ready` (get(), a late
 //                                 add_*, a co_await of a fired deferred)
@@ -30,11 +30,12 @@
 // Who writes the result, and how many RMWs that takes:
 //   - a root (fired by hand): claim (fetch_or), write, publish (a plain store if a consumer was already there,
 //     else fetch_or(ready)). Two producers may race, so the claim comes first.
-//   - a link or a coroutine (a *driven* state) has one writer, its driver: it writes first, then claims and
-//     publishes in one RMW (publish_written(): CAS {..} -> {..,claimed,ready}; publish_unclaimable(): fetch_or).
-//     cancel() of a driven state therefore never writes the result: it claims, sets `holds_cancellation` in
-//     cancel_flags_ and publishes (cancel_driven()), and every reader checks that flag first. A driver that
-//     finds the state claimed drops what it wrote.
+//   - a link or a coroutine has one writer, its driver: it writes first, then claims and publishes in one RMW
+//     (publish_written(): CAS {..} -> {..,claimed,ready}; publish_unclaimable(): fetch_or). cancel() of such a
+//     state (of any driven state without a cancel_here() of its own) therefore never writes the result: it
+//     claims, sets `holds_cancellation` in cancel_flags_ and publishes (cancel_driven()), and every reader
+//     checks that flag first. A driver that finds the state claimed drops what it wrote. Other driven states
+//     (timers, Asio operations, combinators, split()) claim first, like a root.
 //   - a coroutine whose deferred nobody else can reach yet (it never suspended: its handle is still inside the
 //     call that created it) publishes with plain stores, as fork() does for a child nobody else saw.
 //
@@ -44,12 +45,14 @@
 // freed memory. A link also holds one ref on itself from creation until it publishes its result, so a chain whose
 // handles were all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
 //
-// Sole owner: every thread that touches a state holds a counted reference (or handle), with one exception, the
-// cancel() borrowers of a coroutine's awaiting_slot (coroutine.hpp), which the awaiter's own reference covers and
-// which force locked count updates while they may exist (add_ref_racing_borrowers()). So a caller whose load of
-// the count equals what it holds itself is alone with the state, and changes the count and the word with plain
-// stores: a single-threaded chain pays no locked instruction for its bookkeeping. One handle object must not be
-// used by two threads at once (copies may).
+// Sole owner: every thread that touches a state holds a counted reference (or handle), with two exceptions. The
+// cancel() borrowers of a coroutine's awaiting_slot (coroutine.hpp) are covered by the awaiter's own reference
+// and force locked count updates while they may exist (add_ref_racing_borrowers()). A cancel() walk past its
+// first hop holds no reference either, but each hop it visits is held by the one before, a consumer that
+// cannot finish (and let go) before the hop it waits on has fired, so the count it sees is never a sole owner's. So a
+// caller whose load of the count equals what it holds itself is alone with the state, and changes the count and the
+// word with plain stores: a single-threaded chain pays no locked instruction for its bookkeeping. One handle object
+// must not be used by two threads at once (copies may).
 #pragma once
 
 #include <atomic>
@@ -273,11 +276,10 @@ class state_base : public continuation {
     const std::uintptr_t w = word_.load(std::memory_order_relaxed);
     if ((w & consumed) != 0 || continuation_of(w) != nullptr) return attach_result::already_continued;
     if ((w & ready) != 0) {
-      word_.store(w | consumed, std::memory_order_relaxed);
+      store_as_sole_owner(w, w | consumed);
       return attach_result::ready_now;
     }
-    // release: a thread given a handle later (through its own synchronisation) acquires the word before running c.
-    word_.store(w | reinterpret_cast<std::uintptr_t>(c), std::memory_order_release);
+    store_as_sole_owner(w, w | reinterpret_cast<std::uintptr_t>(c));
     return attach_result::attached;
   }
 
@@ -338,12 +340,15 @@ class state_base : public continuation {
 
   // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
   void consume_for_get() {
-    const std::uintptr_t w = word_.load(std::memory_order_acquire);
-    if (sole_handle() && (w & consumed) == 0 && continuation_of(w) == nullptr) {
-      word_.store(w | consumed, std::memory_order_relaxed);  // no other consumer can race us: a plain store
+    // Sole first, then the word: a word read before another owner consumed the result and dropped its handle
+    // would look unconsumed to a caller that is alone only since.
+    if (sole_handle()) {
+      const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
+      store_as_sole_owner(w, w | consumed);  // no other consumer can race us: a plain store
       return;
     }
-    consume_shared(w);
+    consume_shared(word_.load(std::memory_order_acquire));
   }
 
   // A fire that lost the claim: swallowed once after a cancel() without canceller (the producer could not know
@@ -434,10 +439,31 @@ class state_base : public continuation {
   void add_counts(std::uint64_t n) noexcept {
     const std::uint64_t c = counts_.load(std::memory_order_acquire);
     if (c == handle_unit || c == one_ref) {
+#ifdef NDEBUG
       counts_.store(c + n, std::memory_order_relaxed);
+#else
+      // Checked: another thread changing the count now breaks the one-handle-per-thread rule.
+      std::uint64_t expected = c;
+      const bool alone = counts_.compare_exchange_strong(expected, c + n, std::memory_order_relaxed);
+      ANYDEFER_ASSERT(alone && "one deferred handle used by two threads at once");
+#endif
     } else {
       counts_.fetch_add(n, std::memory_order_relaxed);
     }
+  }
+
+  // A sole owner's write of the word (attach, consume): a plain store. release: a thread given a handle later,
+  // through its own synchronisation, acquires the word before it runs or reads what this published. Builds
+  // without NDEBUG check that nobody else wrote the word meanwhile, which only a handle object shared between
+  // threads against the rules could do.
+  void store_as_sole_owner(std::uintptr_t expected, std::uintptr_t desired) noexcept {
+#ifdef NDEBUG
+    static_cast<void>(expected);
+    word_.store(desired, std::memory_order_release);
+#else
+    const bool alone = word_.compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+    ANYDEFER_ASSERT(alone && "one deferred handle used by two threads at once");
+#endif
   }
 
   // An unfired root with a consumer: its last handle going means nobody can fire it any more.

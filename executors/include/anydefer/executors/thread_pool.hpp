@@ -11,7 +11,8 @@
 //   - execute() from one of this pool's workers pushes onto that worker's own Chase-Lev deque
 //     (detail/work_stealing_deque.hpp): LIFO for the worker, so a continuation runs next, hot in cache; FIFO for
 //     thieves. It wakes one sleeping worker whenever one sleeps, so a task queued behind a long (or blocked)
-//     task of its worker is taken by an idle worker at once; when nobody sleeps that costs one load.
+//     task of its worker is taken by an idle worker at once; when nobody sleeps that costs a light fence (a
+//     compiler barrier where membarrier is available) and one load.
 //   - try_reclaim(t) from the worker that queued `t` takes it back if nobody has started it: anydefer::fork()
 //     offers the rest of a coroutine this way and runs its child first (continuation stealing).
 //   - execute() from any other thread goes to a shared moodycamel::ConcurrentQueue injection queue and wakes one
