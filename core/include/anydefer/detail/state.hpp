@@ -127,7 +127,7 @@ class state_base : public continuation {
     driven,  // fired by the library: a link, a coroutine, a combinator, a submitted task
   };
 
-  state_base(kind k, std::source_location created_at) noexcept : kind_(k), created_at_(created_at) {}
+  state_base(kind k, std::source_location created_at) noexcept : created_at_(created_at), kind_(k) {}
 
   // States (and the frames of deferred coroutines, whose promise is a state) come from a per-thread cache.
   static void* operator new(std::size_t size) { return allocate_state(size); }
@@ -424,15 +424,25 @@ class state_base : public continuation {
 
   step on_ready(state_base&) noexcept override { return {}; }  // a plain state consumes nothing
 
+  // The fields are ordered to leave no padding: 38 bytes with the vtable pointer, and a state<T> puts its tag in
+  // the last two (a pending deferred and its one link take 128 bytes for an int).
   std::atomic<std::uintptr_t> word_{0};
   std::atomic<std::uint64_t> counts_{handle_unit};  // handles << 32 | references (each handle holds one)
-  std::atomic<std::uint8_t> cancel_flags_{0};
+
+ private:
+  std::source_location created_at_;
 
  public:
   // Borrows by cancel() of a coroutine awaiting this state that outlived the await (see awaiting_slot in
   // coroutine.hpp): the await's end adds their count, each late borrower subtracts one; whoever brings it back
-  // to zero drops the reference that kept this state alive for them. Lives in what would be padding.
+  // to zero drops the reference that kept this state alive for them.
   std::atomic<std::int32_t> borrow_balance_{0};
+
+ protected:
+  std::atomic<std::uint8_t> cancel_flags_{0};
+
+ private:
+  const kind kind_;
 
  private:
   // Adds `n` to the counts; a sole owner (the caller holds the one reference or handle there is) with a store.
@@ -471,9 +481,6 @@ class state_base : public continuation {
     const std::uintptr_t w = word_.load(std::memory_order_acquire);
     return (w & claimed) == 0 && continuation_of(w) != nullptr;
   }
-
-  const kind kind_;
-  std::source_location created_at_;
 };
 
 // The state of a deferred<T>: state_base plus the result.
@@ -599,13 +606,13 @@ class state : public state_base {
   // Nothing yet, a value or a failure: a tagged union, so that moving the result out or destroying it is a
   // branch on the tag rather than std::variant's visitor.
   enum class holds : unsigned char { nothing, value, error };
+  holds holds_ = holds::nothing;  // first: it fits in state_base's tail padding
   union storage {
     storage() noexcept {}
     ~storage() {}
     stored value;
     std::exception_ptr error;
   } result_;
-  holds holds_ = holds::nothing;
 };
 
 // The library's view of a deferred handle's internals (deferred<T> befriends it).
