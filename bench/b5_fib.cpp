@@ -8,6 +8,8 @@
 //   anydefer_fork       coroutine: left = co_await fork(pool, fib, pool, n-1) runs fib(n-1) at once and offers the
 //                       rest of the caller to the other workers (continuation stealing); right = co_await
 //                       fib(n-2); co_await left. Where nothing is stolen, no locked instruction per call.
+//   anydefer_fork_symmetric  the same with the asymmetric fences turned off (a worker's every push then pays a
+//                       seq_cst fence before it checks for sleepers): the A/B that shows what membarrier buys
 //   anydefer_callbacks  the same without coroutines: fib(n-2).add_callback(right -> left.add_callback(sum)).
 //   onetbb              tbb::task_group: run(fib(n-1)), fib(n-2) inline, wait() (TBB's wait runs other tasks).
 //   std_async           std::async(launch::async) for fib(n-1): a thread per call, so only n = 15.
@@ -23,6 +25,7 @@
 #include <oneapi/tbb/task_group.h>
 #include <anydefer/coroutine.hpp>
 #include <anydefer/deferred.hpp>
+#include <anydefer/executors/detail/asymmetric_fence.hpp>
 #include <anydefer/executors/thread_pool.hpp>
 
 #include "bench_env.hpp"
@@ -111,6 +114,12 @@ void fib_anydefer_fork(benchmark::State& state) {
   state.counters["workers"] = static_cast<double>(pool.size());
 }
 
+void fib_anydefer_fork_symmetric(benchmark::State& state) {
+  const bool was_on = anydefer::detail::set_asymmetric_fences_for_measurement(false);  // no executor exists now
+  fib_anydefer_fork(state);
+  anydefer::detail::set_asymmetric_fences_for_measurement(was_on);  // the pool is gone again
+}
+
 void fib_anydefer_callbacks(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   anydefer::thread_pool pool;
@@ -173,6 +182,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 BENCHMARK(fib_anydefer)->Name("BM_Fib/anydefer")->Apply(sizes);
 BENCHMARK(fib_anydefer_resume_on)->Name("BM_Fib/anydefer_resume_on")->Apply(sizes);
 BENCHMARK(fib_anydefer_fork)->Name("BM_Fib/anydefer_fork")->Apply(sizes);
+BENCHMARK(fib_anydefer_fork_symmetric)->Name("BM_Fib/anydefer_fork_symmetric")->Apply(sizes);
 BENCHMARK(fib_anydefer_callbacks)->Name("BM_Fib/anydefer_callbacks")->Apply(sizes);
 BENCHMARK(fib_onetbb)->Name("BM_Fib/onetbb")->Apply(sizes);
 BENCHMARK(fib_std_async)->Name("BM_Fib/std_async")->Arg(15)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -3,6 +3,8 @@
 // iteration ends when all ran. Time per task covers posting and running (items_per_second is the throughput).
 //
 //   anydefer_execute  thread_pool::execute(task&) with caller-owned task nodes (the executor alone)
+//   anydefer_execute_symmetric  the same with the asymmetric fences turned off (both sides of each wake-up check
+//                     pay a seq_cst fence): the A/B that shows what membarrier buys a poster
 //   anydefer_submit   anydefer::submit(pool, f): a deferred per task, dropped (the everyday API)
 //   raw_moodycamel    moodycamel::ConcurrentQueue enqueue, one consumer thread spinning on try_dequeue
 //   raw_moodycamel_pool_sized  the same with as many consumer threads as the pool has workers
@@ -20,6 +22,7 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 #include <anydefer/deferred.hpp>
+#include <anydefer/executors/detail/asymmetric_fence.hpp>
 #include <anydefer/executors/thread_pool.hpp>
 #include <asio.hpp>
 
@@ -84,6 +87,12 @@ void throughput_anydefer_execute(benchmark::State& state) {
   std::vector<counting_task> tasks(kTasks);
   for (auto& t : tasks) t.counter = &done;
   measure(state, done, [&](std::int64_t i) { pool.execute(tasks[static_cast<std::size_t>(i)]); });
+}
+
+void throughput_anydefer_execute_symmetric(benchmark::State& state) {
+  const bool was_on = anydefer::detail::set_asymmetric_fences_for_measurement(false);  // no executor exists now
+  throughput_anydefer_execute(state);
+  anydefer::detail::set_asymmetric_fences_for_measurement(was_on);  // the pool is gone again
 }
 
 void throughput_anydefer_submit(benchmark::State& state) {
@@ -151,6 +160,7 @@ void producers(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(throughput_anydefer_execute)->Name("BM_ExternalPost/anydefer_execute")->Apply(producers);
+BENCHMARK(throughput_anydefer_execute_symmetric)->Name("BM_ExternalPost/anydefer_execute_symmetric")->Apply(producers);
 BENCHMARK(throughput_anydefer_submit)->Name("BM_ExternalPost/anydefer_submit")->Apply(producers);
 BENCHMARK(throughput_raw_moodycamel)->Name("BM_ExternalPost/raw_moodycamel")->Apply(producers);
 BENCHMARK(throughput_raw_moodycamel_pool_sized)->Name("BM_ExternalPost/raw_moodycamel_pool_sized")->Apply(producers);

@@ -34,6 +34,13 @@ bool enable_asymmetric_fences() noexcept {
   return registered;
 }
 
+bool set_asymmetric_fences_for_measurement(bool on) noexcept {
+  // Registers first (once), so that no executor built later turns the split back on behind the caller.
+  const bool available = enable_asymmetric_fences();
+  // relaxed: by the precondition no executor exists, and the next one is built (and its threads started) after.
+  return asymmetric_fences_enabled.exchange(on && available, std::memory_order_relaxed);
+}
+
 void heavy_fence() noexcept {
   // relaxed: see light_fence().
   if (!asymmetric_fences_enabled.load(std::memory_order_relaxed)) {

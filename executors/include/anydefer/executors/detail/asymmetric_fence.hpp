@@ -34,12 +34,18 @@
 
 namespace anydefer::detail {
 
-// Set once, false to true, by enable_asymmetric_fences(); never reset.
+// Set once, false to true, by enable_asymmetric_fences(); changed after that only by
+// set_asymmetric_fences_for_measurement(), while no executor exists.
 inline std::atomic<bool> asymmetric_fences_enabled{false};
 
 // Registers the process for expedited membarrier if the kernel allows it (idempotent). Returns whether
 // light_fence() is now only a compiler barrier.
 bool enable_asymmetric_fences() noexcept;
+
+// For A/B measurements (B5, B8): false turns the split off, so both sides use the symmetric seq_cst fence; true
+// turns it back on if the process could register membarrier. Returns whether it was on. Precondition: no
+// executor exists at the time (none may be between one side of a pair and the other). Never allocates.
+bool set_asymmetric_fences_for_measurement(bool on) noexcept;
 
 // The frequent side's fence. See the file comment.
 inline void light_fence() noexcept {
