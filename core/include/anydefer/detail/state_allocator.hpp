@@ -10,12 +10,107 @@
 // cache is compiled out so every state is a real heap allocation the sanitizer can track.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstddef>
+#include <new>
+
+// GCC says __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang says __has_feature(...).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ANYDEFER_DETAIL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define ANYDEFER_DETAIL_SANITIZED 1
+#endif
+#endif
 
 namespace anydefer::detail {
 
-void* allocate_state(std::size_t size);
-void deallocate_state(void* p, std::size_t size) noexcept;
+// Freed states are kept per thread, by size class, and handed out again before asking the global heap: a
+// deferred's state lives briefly and a server makes millions, so the allocation is most of the cost of a link.
+// The fast paths (a pop or a push on this thread's list) are inline; the slow ones, and the depot, are in
+// state_allocator.cpp.
+namespace state_cache {
+
+#ifdef ANYDEFER_DETAIL_SANITIZED
+inline constexpr bool compiled_in = false;
+#else
+inline constexpr bool compiled_in = true;
+#endif
+
+inline constexpr std::size_t granule = 16;
+// 16 .. 1024 bytes: a coroutine frame is often 300 B, and one that keeps several deferreds and awaiters across
+// its suspensions (a node forking ten children, say) exceeds 512 B. Larger: the heap.
+inline constexpr std::size_t classes = 64;
+
+constexpr std::size_t class_of(std::size_t size) noexcept { return (size + granule - 1) / granule - 1; }
+
+// How many blocks of class c one thread keeps, and the size of a depot batch: 256, or fewer for large blocks so
+// that no class holds more than 16 KiB (at most 1 MiB per thread over all classes).
+constexpr std::size_t max_cached_for(std::size_t c) noexcept {
+  const std::size_t by_bytes = 16384 / ((c + 1) * granule);
+  return by_bytes > 256 ? 256 : by_bytes;
+}
+inline constexpr auto max_cached = [] {
+  std::array<std::size_t, classes> table{};
+  for (std::size_t c = 0; c < classes; ++c) table[c] = max_cached_for(c);
+  return table;
+}();
+
+struct free_block {
+  free_block* next;
+  free_block* next_batch;  // the depot's link between batches, in a batch's first block (blocks are >= 16 B)
+};
+
+// This thread's lists. Trivial and constant-initialised, so reading it needs no guard. Emptied at thread exit by
+// an owner object that the slow path constructs (and so registers for destruction) the first time.
+struct lists {
+  free_block* head[classes] = {};
+  std::size_t count[classes] = {};
+  bool owner_registered = false;
+  // Set once the cache is emptied at thread exit: frees that come later (from other thread_local destructors)
+  // go to the heap.
+  bool gone = false;
+};
+inline constinit thread_local lists this_thread{};
+inline std::atomic<bool> enabled{true};  // relaxed: a test flips it while no state is being made
+
+void* allocate_slow(std::size_t size);
+void deallocate_slow(void* p, std::size_t size) noexcept;
+
+}  // namespace state_cache
+
+// A block of `size` bytes for a state or a coroutine frame: this thread's list of its class if it has one, else
+// the slow path (a batch from the depot, or the heap). Never throws except std::bad_alloc from the heap.
+inline void* allocate_state(std::size_t size) {
+  if constexpr (state_cache::compiled_in) {
+    const std::size_t c = state_cache::class_of(size);
+    state_cache::lists& tc = state_cache::this_thread;
+    if (c < state_cache::classes && !tc.gone && state_cache::enabled.load(std::memory_order_relaxed)) {
+      if (state_cache::free_block* b = tc.head[c]) {
+        tc.head[c] = b->next;
+        --tc.count[c];
+        return b;
+      }
+    }
+  }
+  return state_cache::allocate_slow(size);
+}
+
+// Gives back a block from allocate_state(size), on any thread: onto this thread's list while it has room.
+inline void deallocate_state(void* p, std::size_t size) noexcept {
+  if constexpr (state_cache::compiled_in) {
+    const std::size_t c = state_cache::class_of(size);
+    state_cache::lists& tc = state_cache::this_thread;
+    if (c < state_cache::classes && tc.owner_registered && !tc.gone &&
+        state_cache::enabled.load(std::memory_order_relaxed) && tc.count[c] < state_cache::max_cached[c]) {
+      tc.head[c] = ::new (p) state_cache::free_block{tc.head[c], nullptr};
+      ++tc.count[c];
+      return;
+    }
+  }
+  state_cache::deallocate_slow(p, size);
+}
 
 // Turns the caches of every thread on or off (for tests that count heap allocations); returns the old setting.
 // Blocks already cached stay until their thread frees or exits. Thread-safe.
