@@ -296,6 +296,14 @@ void thread_pool::execute(task& t) noexcept {
   p.gate.leave();
 }
 
+bool thread_pool::try_offer(task& t) noexcept {
+  impl& p = *impl_;
+  if (this_worker.pool != &p) return false;
+  if (!p.workers[this_worker.index]->deque.push(&t)) return false;
+  p.parking.notify_one();  // as execute() from a worker: a sleeping worker comes to take it
+  return true;
+}
+
 bool thread_pool::try_reclaim(task& t) noexcept {
   impl& p = *impl_;
   if (this_worker.pool != &p) return false;  // only the queuing worker's own deque can hold it unstarted

@@ -32,6 +32,10 @@ struct queue_executor {
 };
 struct reclaiming_queue_executor : queue_executor {
   int reclaimed = 0;
+  bool try_offer(anydefer::task& t) noexcept {
+    execute(t);
+    return true;
+  }
   bool try_reclaim(anydefer::task& t) noexcept {
     if (tasks.empty() || tasks.back() != &t) return false;
     tasks.pop_back();
@@ -113,6 +117,20 @@ TEST(ForkTest, ChildThatSuspendsWhileTheParentWasTakenJoinsOnTheParentsThread) {
   EXPECT_EQ(out.get(), 2);
 }
 
+// As a pool does on a thread that is not one of its workers: try_offer() refuses, execute() queues.
+struct offer_refusing_executor : reclaiming_queue_executor {
+  bool try_offer(anydefer::task&) noexcept { return false; }
+};
+
+TEST(ForkTest, ARefusedOfferFallsBackToExecute) {
+  offer_refusing_executor ex;
+  std::vector<std::string> log;
+  EXPECT_EQ(parent_logging(ex, log).get(), 42);
+  EXPECT_EQ(log, (std::vector<std::string>{"parent before", "child", "parent after"}));
+  EXPECT_EQ(ex.offered, 1);  // through execute()
+  EXPECT_EQ(ex.reclaimed, 1);
+}
+
 deferred<int> not_a_coroutine(int v) { return anydefer::succeed(v); }
 
 TEST(ForkTest, ForkOfAFunctionThatIsNotACoroutineRunsItAndOffersNothing) {
@@ -191,6 +209,10 @@ struct alternating_executor : reclaiming_queue_executor {
     ++offered;
     take_next = !take_next;
     (take_next ? taken : tasks).push_back(&t);
+  }
+  bool try_offer(anydefer::task& t) noexcept {
+    execute(t);
+    return true;
   }
 };
 

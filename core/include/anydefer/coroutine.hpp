@@ -476,8 +476,12 @@ class fork_awaiter final : public task {
     Executor& ex = executor_;
     // 2. Offer the parent's continuation to the executor's other threads. From here on, unless we take it back,
     //    another thread may resume the parent (and end this awaiter): only locals are used.
-    std::exception_ptr rejection;
-    const bool offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
+    bool offered = false;
+    if constexpr (reclaiming_executor<Executor>) offered = ex.try_offer(*this);
+    if (!offered) {
+      std::exception_ptr rejection;  // a rejection, like a run, before execute() returned: nothing was offered
+      offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
+    }
     // 3. Run the child here, now, until it finishes or first suspends.
     const inline_fork_run outer_run = std::exchange(this_thread_inline_fork, {child, false});
     child_handle.resume();

@@ -68,12 +68,15 @@ concept executor = requires(E& e, task& t) {
 };
 // clang-format on
 
-// An executor that can take back a task it accepted, before anyone started it: `e.try_reclaim(t)` returns true
-// if it removed `t` (neither t.run() nor t.reject() will then be called), false if `t` was or will be run or
-// rejected as usual. anydefer::fork() uses it to continue a coroutine in place when no other thread took it.
+// An executor that can offer a task to its other threads from one of its own and take it back before anyone
+// started it. `e.try_offer(t)` queues `t` without running or rejecting it inline and returns true, or returns
+// false having queued nothing (the caller then uses execute()). `e.try_reclaim(t)` returns true if it removed
+// `t` (neither t.run() nor t.reject() will then be called), false if `t` was or will be run as usual.
+// anydefer::fork() uses them to continue a coroutine in place when no other thread took it.
 // clang-format off
 template <class E>
 concept reclaiming_executor = executor<E> && requires(E& e, task& t) {
+  { e.try_offer(t) } noexcept -> std::same_as<bool>;
   { e.try_reclaim(t) } noexcept -> std::same_as<bool>;
 };
 // clang-format on

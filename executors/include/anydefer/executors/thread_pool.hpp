@@ -79,6 +79,11 @@ class alignas(64) thread_pool {
   // if such an allocation fails the task is rejected with std::bad_alloc instead.
   void execute(task& t) noexcept;
 
+  // From one of this pool's workers: queues `t` on that worker's own deque, as execute() does, and returns true.
+  // On any other thread, or if the deque cannot grow, returns false and queues nothing. Never runs or rejects
+  // `t` inline. For anydefer::fork(). Thread-safe. Lock-free. Allocates only when the deque grows.
+  bool try_offer(task& t) noexcept;
+
   // Takes back `t` if the calling thread is the worker that queued it, `t` is the last task it queued, and no
   // other worker has taken it: true if so, and then neither t.run() nor t.reject() will be called. False on
   // any other thread or once `t` was taken. Thread-safe. Lock-free. Never allocates.
