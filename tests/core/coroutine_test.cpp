@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "anydefer/anydefer.hpp"
+#include "core/queue_executor.hpp"
 
 namespace {
 
@@ -358,25 +359,7 @@ deferred<int> awaits_foreign() {
 
 TEST(CoroutineTest, AnyStandardAwaitableCanBeAwaitedInside) { EXPECT_EQ(awaits_foreign().get(), 5); }
 
-// A queue executor for resume_on: tasks wait until drained on the calling thread.
-struct queue_executor {
-  std::vector<anydefer::task*> tasks;
-  bool rejecting = false;
-  void execute(anydefer::task& t) noexcept {
-    if (rejecting) {
-      t.reject(std::make_exception_ptr(anydefer::executor_stopped_error()));
-      return;
-    }
-    tasks.push_back(&t);
-  }
-  void drain() {
-    while (!tasks.empty()) {
-      anydefer::task* t = tasks.front();
-      tasks.erase(tasks.begin());
-      t->run();
-    }
-  }
-};
+using anydefer_test::queue_executor;  // tasks wait until drained on the calling thread
 
 deferred<std::thread::id> hops(queue_executor& ex) {
   co_await anydefer::resume_on(ex);

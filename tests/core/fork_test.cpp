@@ -9,27 +9,15 @@
 #include <vector>
 
 #include "anydefer/anydefer.hpp"
+#include "core/queue_executor.hpp"
 
 namespace {
 
 using anydefer::deferred;
 
-// Queues tasks until drain(); with `reclaiming`, also offers try_reclaim(), as a thread pool's worker does.
-struct queue_executor {
-  std::vector<anydefer::task*> tasks;
-  int offered = 0;
-  void execute(anydefer::task& t) noexcept {
-    ++offered;
-    tasks.push_back(&t);
-  }
-  void drain() {
-    while (!tasks.empty()) {
-      anydefer::task* t = tasks.front();
-      tasks.erase(tasks.begin());
-      t->run();
-    }
-  }
-};
+using anydefer_test::queue_executor;
+
+// Also offers try_offer() and try_reclaim(), as a thread pool's worker does.
 struct reclaiming_queue_executor : queue_executor {
   int reclaimed = 0;
   bool try_offer(anydefer::task& t) noexcept {
@@ -187,9 +175,10 @@ TEST(ForkTest, ForkOnAnInlineExecutorRunsTheChildThenTheParent) {
   EXPECT_EQ(log, (std::vector<std::string>{"parent before", "child", "parent after"}));
 }
 
-deferred<long> fib(reclaiming_queue_executor& ex, int n) {
+template <class Executor>
+deferred<long> fib(Executor& ex, int n) {
   if (n < 2) co_return n;
-  deferred<long> left = co_await anydefer::fork(ex, fib, ex, n - 1);
+  deferred<long> left = co_await anydefer::fork(ex, fib<Executor>, ex, n - 1);
   const long right = co_await fib(ex, n - 2);
   co_return co_await std::move(left) + right;
 }
@@ -216,16 +205,9 @@ struct alternating_executor : reclaiming_queue_executor {
   }
 };
 
-deferred<long> fib_alternating(alternating_executor& ex, int n) {
-  if (n < 2) co_return n;
-  deferred<long> left = co_await anydefer::fork(ex, fib_alternating, ex, n - 1);
-  const long right = co_await fib_alternating(ex, n - 2);
-  co_return co_await std::move(left) + right;
-}
-
 TEST(ForkTest, NestedForksWithSomeContinuationsTakenStillJoinEveryChild) {
   alternating_executor ex;
-  deferred<long> out = fib_alternating(ex, 15);
+  deferred<long> out = fib(ex, 15);
   while (!ex.taken.empty()) {  // run the taken continuations, newest first, as they pile up
     anydefer::task* t = ex.taken.back();
     ex.taken.pop_back();
