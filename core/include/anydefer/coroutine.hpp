@@ -467,8 +467,8 @@ class fork_awaiter final : public task {
       child_ = fail<U>(failure::current());
     }
     this_thread_fork_request = outer_request;
-    // f was not a deferred coroutine (it ran to its end already), or returned another deferred than the
-    // coroutine it started: nothing is left to run beside the parent, which goes on here.
+    // f made no deferred coroutine (it ran to its end already): nothing is left to run beside the parent, which
+    // goes on here. (A coroutine f made but did not return still has to run: it is held at its start.)
     if (request.child_state == nullptr) return false;
     state_base* const child = request.child_state;
     const std::coroutine_handle<> child_handle = request.child;
