@@ -348,6 +348,9 @@ class link final : public state<U>, public link_task<Scheduled> {
     if (x == this) {
       return finish(failure::of(std::logic_error("anydefer: a callback returned the deferred it feeds")));
     }
+    // A deferred the callback made and finished itself (a coroutine that ran to its end, succeed()), held by
+    // nothing but `inner`: take its result now, with plain stores, and let `inner` free it on return.
+    if (x->consume_if_sole_and_ready()) return finish(x->take_result());
     x->add_ref();
     inner_ = x;
     // Published before attaching: once attached, another thread may fire x and run this link to its end (even

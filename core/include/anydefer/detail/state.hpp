@@ -338,6 +338,17 @@ class state_base : public continuation {
     return (cancel_flags_.load(std::memory_order_relaxed) & holds_cancellation) != 0;
   }
 
+  // Consumes a published, unconsumed result if the caller's handle is the only owner (nobody else can touch the
+  // state, not even a driver: a driver holds a reference of its own until it has published). Plain stores.
+  // Returns false, doing nothing, otherwise.
+  bool consume_if_sole_and_ready() noexcept {
+    if (!sole_handle()) return false;
+    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return false;
+    store_as_sole_owner(w, w | consumed);
+    return true;
+  }
+
   // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
   void consume_for_get() {
     // Sole first, then the word: a word read before another owner consumed the result and dropped its handle
