@@ -6,6 +6,7 @@
 #include <mutex>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 namespace anydefer::detail {
 namespace {
@@ -74,9 +75,11 @@ cache_owner::~cache_owner() {
   lists& tc = this_thread;
   tc.gone = true;
   for (std::size_t c = 0; c < kClasses; ++c) {
-    while (free_block* b = tc.head[c]) {
-      tc.head[c] = b->next;
-      ::operator delete(b);
+    for (free_block** list : {&tc.head[c], &tc.spare[c]}) {
+      while (free_block* b = *list) {
+        *list = b->next;
+        ::operator delete(b);
+      }
     }
     tc.count[c] = 0;
   }
@@ -84,18 +87,25 @@ cache_owner::~cache_owner() {
 
 // The slow paths, out of line so that the fast paths (a pop or a push on this thread's list) need no stack frame.
 // Only for a cached class while the cache is in use.
+// A thread's class runs empty: its spare magazine first (no lock), then a batch from the depot, then the heap.
 [[gnu::noinline]] void* allocate_refill(std::size_t c) {
   lists& tc = this_thread;
   if (!tc.owner_registered) register_cache_owner();
-  if ((tc.head[c] = take_batch(c)) != nullptr) {
-    tc.count[c] = max_cached[c] - 1;
-    free_block* b = tc.head[c];
-    tc.head[c] = b->next;
-    return b;
+  if (tc.spare[c] != nullptr) {
+    tc.head[c] = std::exchange(tc.spare[c], nullptr);
+  } else if ((tc.head[c] = take_batch(c)) == nullptr) {
+    return ::operator new((c + 1) * kGranule);
   }
-  return ::operator new((c + 1) * kGranule);
+  tc.count[c] = max_cached[c] - 1;
+  free_block* b = tc.head[c];
+  tc.head[c] = b->next;
+  return b;
 }
 
+// A thread's class is full: it becomes the spare magazine (no lock); a spare already there goes to the depot
+// first. Two magazines per class (Bonwick's), so a thread whose live blocks swing around one magazine's worth (a
+// recursion that keeps a few dozen frames alive) does not trade a batch with the depot, under its lock, on every
+// swing.
 [[gnu::noinline]] void deallocate_overflow(void* p, std::size_t c) noexcept {
   lists& tc = this_thread;
   if (!tc.owner_registered) {
@@ -103,7 +113,8 @@ cache_owner::~cache_owner() {
     deallocate_slow(p, (c + 1) * kGranule);
     return;
   }
-  if (tc.count[c] == max_cached[c] && give_batch(c, tc.head[c])) {
+  if (tc.count[c] == max_cached[c] && (tc.spare[c] == nullptr || give_batch(c, tc.spare[c]))) {
+    tc.spare[c] = tc.head[c];
     tc.head[c] = new (p) free_block{nullptr, nullptr};
     tc.count[c] = 1;
     return;

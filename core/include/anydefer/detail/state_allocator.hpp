@@ -45,8 +45,9 @@ inline constexpr std::size_t classes = 64;
 
 constexpr std::size_t class_of(std::size_t size) noexcept { return (size + granule - 1) / granule - 1; }
 
-// How many blocks of class c one thread keeps, and the size of a depot batch: 256, or fewer for large blocks so
-// that no class holds more than 16 KiB (at most 1 MiB per thread over all classes).
+// How many blocks of class c one magazine holds, and the size of a depot batch: 256, or fewer for large blocks so
+// that no magazine holds more than 16 KiB. A thread keeps two per class (the current one and a spare), so at
+// most 2 MiB over all classes.
 constexpr std::size_t max_cached_for(std::size_t c) noexcept {
   const std::size_t by_bytes = 16384 / ((c + 1) * granule);
   return by_bytes > 256 ? 256 : by_bytes;
@@ -67,6 +68,7 @@ struct free_block {
 struct lists {
   free_block* head[classes] = {};
   std::size_t count[classes] = {};
+  free_block* spare[classes] = {};  // a full magazine (max_cached[c] blocks) kept back, or null: slow paths only
   bool owner_registered = false;
   // Set once the cache is emptied at thread exit: frees that come later (from other thread_local destructors)
   // go to the heap.
