@@ -7,7 +7,8 @@
 //                       worker's deque, stealable); right = co_await fib(n-2); co_await left. One deferred per call.
 //   anydefer_fork       coroutine: left = co_await fork(pool, fib, pool, n-1) runs fib(n-1) at once and offers the
 //                       rest of the caller to the other workers (continuation stealing); right = co_await
-//                       fib(n-2); co_await left. Where nothing is stolen, no locked instruction per call.
+//                       fib(n-2); co_await left. Where nothing is stolen, one locked instruction per fork: the
+//                       fence of the deque's pop.
 //   anydefer_fork_symmetric  the same with the asymmetric fences turned off (a worker's every push then pays a
 //                       seq_cst fence before it checks for sleepers): the A/B that shows what membarrier buys
 //   anydefer_callbacks  the same without coroutines: fib(n-2).add_callback(right -> left.add_callback(sum)).

@@ -589,18 +589,17 @@ inline detail::resume_on_awaitable resume_on(executor_ref ex) noexcept { return 
 //     co_return co_await std::move(left) + right;
 //   }
 //
-// Where nothing was stolen, the child's deferred is published and joined without a locked instruction: only a
-// thief pays for synchronisation. Only a reclaiming_executor (thread_pool, from one of its workers) can take
-// the offer back; with any other executor the caller always goes on where the executor runs it. `args` are
-// used before the co_await completes (the child's parameters are copies), so temporaries are fine; use the
-// awaiter at once, in the co_await expression. f must be a deferred coroutine, or a function whose first act is
-// to call one and return its deferred: the first deferred coroutine created on this thread while f runs is the
-// one held at its start until the caller is offered (a function that first makes and waits on another coroutine
-// would wait on a coroutine that has not started). A function that returns a deferred without making a
-// coroutine just runs to its end first, and the caller goes on. If f throws, the co_await gives a failed
-// deferred. While the child runs inline, a blocking wait on this thread does not help with this worker's own
-// queued tasks (the caller's continuation is among them), only with other workers'. Never allocates beyond the
-// child's frame.
+// Where nothing was stolen, the child's deferred is published and joined without a locked instruction (taking
+// the caller back costs the deque pop's fence): only a thief pays for synchronisation. Only a reclaiming_executor
+// (thread_pool, from one of its workers) can take the offer back; with any other executor the caller always goes on
+// where the executor runs it. `args` are used before the co_await completes (the child's parameters are copies), so
+// temporaries are fine; use the awaiter at once, in the co_await expression. f must be a deferred coroutine, or a
+// function whose first act is to call one and return its deferred: the first deferred coroutine created on this thread
+// while f runs is the one held at its start until the caller is offered (a function that first makes and waits on
+// another coroutine would wait on a coroutine that has not started). A function that returns a deferred without making
+// a coroutine just runs to its end first, and the caller goes on. If f throws, the co_await gives a failed deferred.
+// While the child runs inline, a blocking wait on this thread does not help with this worker's own queued tasks (the
+// caller's continuation is among them), only with other workers'. Never allocates beyond the child's frame.
 template <class Executor, class F, class... A>
   requires(executor<Executor>&& detail::is_deferred_v<std::invoke_result_t<F&&, A&&...>>)
 auto fork(Executor& ex, F&& f, A&&... args) noexcept {
