@@ -18,13 +18,12 @@ namespace detail {
 
 void state_base::destroy_released(state_base* s) noexcept {
   s->report_if_unhandled();
-  // A dead state's word is free: it links the list of states still to free (see release_into()).
-  s->word_.store(0, std::memory_order_relaxed);
-  state_base* dead = s;
-  while (dead != nullptr) {
-    state_base* current = dead;
-    dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
+  state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
+  for (state_base* current = s;;) {
     current->dispose(dead);
+    if (dead == nullptr) return;
+    current = dead;
+    dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
   }
 }
 

@@ -85,10 +85,17 @@ cache_owner::~cache_owner() {
   }
 }
 
-// The slow paths, out of line so that the fast paths (a pop or a push on this thread's list) need no stack frame.
-// Only for a cached class while the cache is in use.
-// A thread's class runs empty: its spare magazine first (no lock), then a batch from the depot, then the heap.
-[[gnu::noinline]] void* allocate_refill(std::size_t c) {
+}  // namespace
+
+// The slow paths, out of line so that the inline fast paths (a pop or a push on this thread's list) stay a few
+// instructions. They come here for a class that is not cached, with the cache off or gone, or, for a cached
+// class, when the fast path could not pop (the class is empty) or push (it is full, or this thread's first free).
+
+// A class that ran empty refills from its spare magazine (no lock), then a batch from the depot, then the heap.
+void* state_cache::allocate_slow(std::size_t size) {
+  const std::size_t c = class_of(size);
+  if (c >= kClasses) return ::operator new(size);
+  if (!use_cache()) return ::operator new((c + 1) * kGranule);
   lists& tc = this_thread;
   if (!tc.owner_registered) register_cache_owner();
   if (tc.spare[c] != nullptr) {
@@ -102,15 +109,19 @@ cache_owner::~cache_owner() {
   return b;
 }
 
-// A thread's class is full: it becomes the spare magazine (no lock); a spare already there goes to the depot
-// first. Two magazines per class (Bonwick's), so a thread whose live blocks swing around one magazine's worth (a
-// recursion that keeps a few dozen frames alive) does not trade a batch with the depot, under its lock, on every
-// swing.
-[[gnu::noinline]] void deallocate_overflow(void* p, std::size_t c) noexcept {
+// A full class becomes the spare magazine (no lock); a spare already there goes to the depot first. Two magazines
+// per class (Bonwick's), so a thread whose live blocks swing around one magazine's worth (a recursion that keeps a
+// few dozen frames alive) does not trade a batch with the depot, under its lock, on every swing.
+void state_cache::deallocate_slow(void* p, std::size_t size) noexcept {
+  const std::size_t c = class_of(size);
+  if (c >= kClasses || !use_cache()) {
+    ::operator delete(p);
+    return;
+  }
   lists& tc = this_thread;
   if (!tc.owner_registered) {
     register_cache_owner();
-    deallocate_slow(p, (c + 1) * kGranule);
+    deallocate_state(p, size);  // the fast path takes it now
     return;
   }
   if (tc.count[c] == max_cached[c] && (tc.spare[c] == nullptr || give_batch(c, tc.spare[c]))) {
@@ -120,36 +131,6 @@ cache_owner::~cache_owner() {
     return;
   }
   ::operator delete(p);
-}
-
-}  // namespace
-
-void* state_cache::allocate_slow(std::size_t size) {
-  const std::size_t c = class_of(size);
-  if (c >= kClasses) return ::operator new(size);
-  if (!use_cache()) return ::operator new((c + 1) * kGranule);
-  lists& tc = this_thread;
-  if (free_block* b = tc.head[c]) {
-    tc.head[c] = b->next;
-    --tc.count[c];
-    return b;
-  }
-  return allocate_refill(c);
-}
-
-void state_cache::deallocate_slow(void* p, std::size_t size) noexcept {
-  const std::size_t c = class_of(size);
-  if (c >= kClasses || !use_cache()) {
-    ::operator delete(p);
-    return;
-  }
-  lists& tc = this_thread;
-  if (tc.count[c] < max_cached[c] && tc.owner_registered) {
-    tc.head[c] = new (p) free_block{tc.head[c], nullptr};
-    ++tc.count[c];
-    return;
-  }
-  deallocate_overflow(p, c);
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {

@@ -360,9 +360,7 @@ class coroutine_promise_base : public state<T>, public awaiting_slot, public esc
       ANYDEFER_ASSERT(published);  // its handle is still in the creating call: nobody else could have used it
       if (published) return;
     }
-    continuation* next = this->publish_unclaimable();
-    run_continuations({next, this});
-    state_base::release(this);  // the running coroutine's reference
+    this->complete_unclaimable();
   }
 
  protected:
@@ -500,7 +498,7 @@ class fork_awaiter final : public task {
     }
     // Another thread has the parent (or will run it): the child's result is published for real, and may resume
     // the parent's join right here.
-    if (parked) finish_parked(*child);
+    if (parked) child->complete_unclaimable();
     return true;
   }
 
@@ -509,13 +507,7 @@ class fork_awaiter final : public task {
  private:
   static void publish_parked(state_base& child, bool returned) noexcept {
     if (returned && child.publish_quietly_if_unshared()) return;
-    finish_parked(child);
-  }
-  // The parked child's normal completion (coroutine_promise_base::complete()'s escaped path).
-  static void finish_parked(state_base& child) noexcept {
-    continuation* next = child.publish_unclaimable();
-    run_continuations({next, &child});
-    state_base::release(&child);
+    child.complete_unclaimable();
   }
 
   template <class P>

@@ -202,13 +202,7 @@ class state_base : public continuation {
 
   // Drops one reference; frees the state (and, iteratively, what it held) at zero. A sole owner pays no RMW.
   static void release(state_base* s) noexcept {
-    // acquire on the load: as in sole_handle(). acq_rel on the decrement: release so our writes to the state
-    // happen before its destruction, acquire so the owner that frees it sees every other owner's writes.
-    if (s->counts_.load(std::memory_order_acquire) != one_ref &&
-        s->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
-      return;
-    }
-    destroy_released(s);
+    if (s->drop_ref_was_last()) destroy_released(s);
   }
 
   // Frees a state whose last reference is gone, and, iteratively, what it held.
@@ -308,6 +302,13 @@ class state_base : public continuation {
     ANYDEFER_ASSERT((old & (claimed | ready)) == 0);
     if ((old & waiting) != 0) futex_wake_all(word_);
     return continuation_of(old);
+  }
+
+  // A coroutine's end, or a fork() child's that fork() publishes: publish_unclaimable(), then what follows runs,
+  // then the driver's own reference goes (the state may be freed: the caller must not touch it after).
+  void complete_unclaimable() noexcept {
+    run_continuations({publish_unclaimable(), this});
+    release(this);
   }
 
   // Publishes a state that nobody but its driver can reach yet (its only handle not handed out, no consumer, no
@@ -414,15 +415,20 @@ class state_base : public continuation {
   // Drops the reference a dying state held on `held` (as release() does); at zero, reports `held` if nobody
   // consumed its failure and queues it on `dead`.
   static void release_into(state_base* held, state_base*& dead) noexcept {
-    if (held == nullptr) return;
-    if (held->counts_.load(std::memory_order_acquire) != one_ref &&
-        held->counts_.fetch_sub(one_ref, std::memory_order_acq_rel) != one_ref) {
-      return;
-    }
+    if (held == nullptr || !held->drop_ref_was_last()) return;
     held->report_if_unhandled();
-    // A dead state's word is free: it links the list of states still to free.
+    // A dead state's word is free: it links the list of states still to free, so that freeing a million-link
+    // chain is a loop, not a recursion (destroy_released()).
     held->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
     dead = held;
+  }
+
+  // Drops one reference and says whether it was the last. A sole owner pays no RMW. acquire on the load: as in
+  // sole_handle(). acq_rel on the decrement: release so our writes to the state happen before its destruction,
+  // acquire so the owner that frees it sees every other owner's writes.
+  bool drop_ref_was_last() noexcept {
+    return counts_.load(std::memory_order_acquire) == one_ref ||
+           counts_.fetch_sub(one_ref, std::memory_order_acq_rel) == one_ref;
   }
 
   // A result nobody took (no consumer attached, none consumed it): a failure there is reported. Called once,
