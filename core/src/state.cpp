@@ -106,8 +106,10 @@ void state_base::cancel_here() noexcept {
       run_canceller();
     } catch (...) {
       // Twisted leaves the deferred unfired here (its issue #9534); anydefer fails it with the canceller's error
-      // so nothing hangs.
-      fail_internal(std::current_exception());
+      // so nothing hangs. A canceller that fired the deferred and then threw: the fired result stands, and the
+      // exception, which nobody else will ever see, goes to the unhandled-error handler.
+      std::exception_ptr thrown = std::current_exception();
+      if (!fail_internal(thrown)) report_unhandled(failure(std::move(thrown)), created_at());
       return;
     }
     fail_internal(std::make_exception_ptr(cancelled_error()));  // a no-op if the canceller fired it

@@ -223,6 +223,39 @@ TEST_F(UnhandledErrorTest, AbandonedInnerCapturedByTheCallbackThatReturnedItBrea
   EXPECT_TRUE(broken);
 }
 
+TEST_F(UnhandledErrorTest, CancellerThatFiresThenThrowsKeepsTheValueAndReportsTheException) {
+  unsigned line = 0;
+  int got = 0;
+  {
+    auto fire_then_throw = [](deferred<int>& self) {
+      self.callback(7);
+      throw std::runtime_error("canceller threw after firing");
+    };
+    line = __LINE__ + 1;
+    deferred<int> d(fire_then_throw);
+    d.add_callback([&got](int v) { got = v; });
+    EXPECT_NO_THROW(d.cancel());
+  }
+
+  EXPECT_EQ(got, 7);  // the fired value stands
+  auto r = reports();
+  ASSERT_EQ(r.size(), 1U);
+  EXPECT_EQ(r[0].what, "canceller threw after firing");
+  EXPECT_TRUE(ends_with(r[0].file, "deferred_unhandled_test.cpp")) << r[0].file;
+  EXPECT_EQ(r[0].line, line);
+}
+
+TEST_F(UnhandledErrorTest, CancellerThatThrowsWithoutFiringFailsTheDeferredAndReportsNothingExtra) {
+  deferred<int> d([](deferred<int>&) { throw std::runtime_error("canceller refused"); });
+  deferred<int> out = d.add_errback([](failure f) -> int {
+    EXPECT_EQ(f.what(), "canceller refused");
+    return -1;
+  });
+  d.cancel();
+  EXPECT_EQ(out.get(), -1);
+  EXPECT_TRUE(reports().empty());
+}
+
 TEST_F(UnhandledErrorTest, ThrowingHandlerDoesNotEscape) {
   anydefer::unhandled_error_handler mine = anydefer::set_unhandled_error_handler(
       [](const failure&, const std::source_location&) { throw std::runtime_error("handler threw"); });

@@ -32,10 +32,11 @@
 // barrier on the producer's: detail/asymmetric_fence.hpp), so either the producer sees the announcement and
 // wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost.
 //
-// Timers: schedule_after()/schedule_at() may be called from any thread; cancel_timer() too. Timers live in a
-// binary heap guarded by a small mutex (uncontended when only the loop thread uses timers); that is what lets
-// cancel_timer() give an exact answer from any thread. A timer's task is run on the loop thread (it joins the
-// ready FIFO once due); timers with equal deadlines fire in scheduling order.
+// Timers (the reactor is a timer_service: timer_service.hpp): schedule_after()/schedule_at() may be called
+// from any thread; cancel_timer() too. Timers live in a binary heap guarded by a small mutex (uncontended when
+// only the loop thread uses timers); that is what lets cancel_timer() give an exact answer from any thread. A
+// timer's task is run on the loop thread (it joins the ready FIFO once due); timers with equal deadlines fire in
+// scheduling order.
 //
 // Waiting on the loop thread: the loop installs a wait_policy whose before_block() throws would_block_error: a
 // wait()/get() there would deadlock, since the loop thread is the one that would have to run the work that
@@ -63,6 +64,7 @@
 
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/detail/bound_links.hpp"
+#include "anydefer/executors/timer_service.hpp"
 
 namespace anydefer {
 
@@ -71,26 +73,10 @@ namespace detail {
 class shard_channels;
 }
 
-// Names a timer scheduled on a reactor. A default-constructed id names no timer (scheduling returns one when the
-// task was rejected instead of scheduled).
-class timer_id {
- public:
-  constexpr timer_id() noexcept = default;
-  constexpr explicit timer_id(std::uint64_t value) noexcept : value_(value) {}
-  constexpr std::uint64_t value() const noexcept { return value_; }
-  constexpr explicit operator bool() const noexcept { return value_ != 0; }
-  friend constexpr bool operator==(timer_id, timer_id) noexcept = default;
-
- private:
-  std::uint64_t value_ = 0;
-};
-
 // A cache line of its own: every execute() from any thread reads the handle's pointer to its implementation,
 // and a neighbour written on another thread (a counter on the same stack frame, say) would bounce that line.
-class alignas(64) reactor {
+class alignas(64) reactor final : public timer_service {
  public:
-  using clock = std::chrono::steady_clock;
-  using time_point = clock::time_point;
 
   static constexpr std::size_t default_quota = 64;
 
@@ -127,14 +113,14 @@ class alignas(64) reactor {
   // reactor has finished stopping, rejects `t` inline with executor_stopped_error and returns timer_id{}; if the
   // heap cannot grow, rejects it with std::bad_alloc. Thread-safe (takes the timer mutex). Allocates only when
   // the timer heap grows (amortised).
-  timer_id schedule_after(std::chrono::nanoseconds delay, task& t) noexcept;
+  timer_id schedule_after(std::chrono::nanoseconds delay, task& t) noexcept override;
   timer_id schedule_at(time_point deadline, task& t) noexcept;
 
   // Removes the timer `id` if it has not become due yet (not yet moved to the ready queue). Returns true if it
   // removed it: its task is then neither run nor rejected, and belongs to the caller again. Returns false if
   // the timer already fired, is running, was cancelled, or was rejected by stop. Thread-safe (takes the timer
   // mutex). Never allocates.
-  bool cancel_timer(timer_id id) noexcept;
+  bool cancel_timer(timer_id id) noexcept override;
 
   // Asks the loop to stop (see the file comment) and returns at once. Idempotent. Thread-safe.
   void request_stop() noexcept;
@@ -150,6 +136,7 @@ class alignas(64) reactor {
 
   // The clock timers use (steady_clock). Thread-safe.
   static time_point now() noexcept { return clock::now(); }
+  time_point current_time() const noexcept override { return now(); }
 
   // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
   // the destructor aborts with a message if any is left. Thread-safe. Never allocates.
