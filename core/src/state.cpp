@@ -101,20 +101,7 @@ void state_base::cancel_here() noexcept {
   // the first one's effects.
   if ((cancel_flags_.fetch_or(cancel_requested, std::memory_order_acq_rel) & cancel_requested) != 0) return;
   if (is_claimed()) return;
-  if (has_canceller()) {
-    try {
-      run_canceller();
-    } catch (...) {
-      // Twisted leaves the deferred unfired here (its issue #9534); anydefer fails it with the canceller's error
-      // so nothing hangs. A canceller that fired the deferred and then threw: the fired result stands, and the
-      // exception, which nobody else will ever see, goes to the unhandled-error handler.
-      std::exception_ptr thrown = std::current_exception();
-      if (!fail_internal(thrown)) report_unhandled(failure(std::move(thrown)), created_at());
-      return;
-    }
-    fail_internal(std::make_exception_ptr(cancelled_error()));  // a no-op if the canceller fired it
-    return;
-  }
+  if (run_canceller()) return;
   // No canceller: the producer does not know about the cancel and will fire later; swallow that one fire. The
   // flag is set before the claim, and the claim is a release, so a producer whose claim fails after ours sees it.
   cancel_flags_.fetch_or(swallow_late_fire, std::memory_order_relaxed);

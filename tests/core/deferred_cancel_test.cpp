@@ -36,6 +36,18 @@ TEST(DeferredCancelTest, CancelCallsCancellerWithTheDeferred) {
   EXPECT_TRUE(got_the_deferred);
 }
 
+TEST(DeferredCancelTest, CancellerThatDropsTheOtherHandleStillFailsWithCancelledNotBroken) {
+  // The producer's handle lives in a registry the canceller clears (as a lock's queue does): the deferred is
+  // cancelled, not abandoned.
+  std::vector<deferred<int>> registry;
+  deferred<int> d([&registry](deferred<int>&) { registry.clear(); });
+  registry.push_back(d);
+  deferred<int> next = d.add_callback([](int v) { return v; });
+  d = deferred<int>(anydefer::succeed(0));  // the caller's handle goes; only the registry's is left
+  next.cancel();
+  EXPECT_THROW(next.get(), cancelled_error);
+}
+
 TEST(DeferredCancelTest, CancellerRunsOnlyOnce) {
   int calls = 0;
   deferred<int> d([&](deferred<int>&) { ++calls; });

@@ -588,7 +588,8 @@ class real_side {
 //     except for the first late fire after a cancel() without canceller, which is swallowed;
 //   - cancel(): on a fired node, nothing; on a node that waits on an unfired one (a link on its upstream or on the
 //     deferred its callback returned), cancel that one instead; a root with a canceller calls it once (it may
-//     fire; else cancelled_error; if it throws, the root fails with what it threw); a root without one fails with
+//     fire; else cancelled_error; if it throws, the root fails with what it threw, or, if it fired first, keeps
+//     that result and the exception is reported as unhandled); a root without one fails with
 //     cancelled_error and arms the swallow; a link whose function is running fails with cancelled_error now and
 //     drops what its function later produces; a combinator cancels every input;
 //   - the last handle of an unfired root without a canceller going while it has a consumer fails it with
@@ -754,7 +755,7 @@ class model {
 
   // Unhandled-failure reports once every state has gone.
   int expected_reports() const {
-    int count = list_reports_;
+    int count = list_reports_ + canceller_reports_;
     for (const mnode& m : n_) {
       if (m.ready && !m.res.ok && m.consumer < 0 && !m.consumed) ++count;
     }
@@ -1054,8 +1055,12 @@ class model {
       default:
         break;
     }
-    drop_handle(x);
+    // The canceller's handle goes only once the root is settled, so it never fails it as broken. A canceller
+    // that fired and then threw: its exception goes to the unhandled-error handler.
+    const bool fired_by_canceller = n_[x].ready;
     fail_internal(x, threw ? *threw : "cancelled");  // nothing if the canceller fired it
+    if (threw && fired_by_canceller) ++canceller_reports_;
+    drop_handle(x);
   }
 
   // --- combinators ---
@@ -1210,6 +1215,7 @@ class model {
   int slots_[kSlots];
   int next_id_ = 0;
   int list_reports_ = 0;
+  int canceller_reports_ = 0;  // cancellers that threw after firing their root
   consumer_graph graph_;
 };
 

@@ -4,6 +4,8 @@
 #include "anydefer/combinators.hpp"
 #include "anydefer/coroutine.hpp"
 #include "anydefer/deferred.hpp"
+#include "anydefer/deferred_lock.hpp"
+#include "anydefer/deferred_queue.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"

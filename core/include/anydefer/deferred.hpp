@@ -395,12 +395,28 @@ using unhandled_error_handler = std::function<void(const failure&, const std::so
 unhandled_error_handler set_unhandled_error_handler(unhandled_error_handler handler);
 
 template <class T, class Canceller>
-void detail::cancellable_root_state<T, Canceller>::run_canceller() {
+bool detail::cancellable_root_state<T, Canceller>::run_canceller() noexcept {
   // A canceller reached through a consumer may race with the producer dropping the last handle; the deferred is
   // then being failed as broken and there is nothing left to cancel.
-  if (!this->try_add_handle()) return;
+  if (!this->try_add_handle()) {
+    this->fail_internal(std::make_exception_ptr(cancelled_error()));  // a no-op once it is failed as broken
+    return true;
+  }
+  // The canceller's handle outlives the settling below: if the canceller dropped every other handle (a lock
+  // removing its waiter from its queue), letting this one go first would fail the deferred as broken.
   deferred<T> self = access::adopt<T>(this);
-  std::invoke(canceller_, self);
+  try {
+    std::invoke(canceller_, self);
+  } catch (...) {
+    // Twisted leaves the deferred unfired here (its issue #9534); anydefer fails it with the canceller's error
+    // so nothing hangs. A canceller that fired the deferred and then threw: the fired result stands, and the
+    // exception, which nobody else would ever see, goes to the unhandled-error handler.
+    std::exception_ptr thrown = std::current_exception();
+    if (!this->fail_internal(thrown)) report_unhandled(failure(std::move(thrown)), this->created_at());
+    return true;
+  }
+  this->fail_internal(std::make_exception_ptr(cancelled_error()));  // a no-op if the canceller fired it
+  return true;
 }
 
 }  // namespace anydefer

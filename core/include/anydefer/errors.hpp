@@ -84,6 +84,28 @@ class executor_stopped_error : public detail::error_base<std::runtime_error> {
   explicit executor_stopped_error(const std::string& what) : error_base(what) {}
 };
 
+// `deferred_queue::put()` on a queue that holds `size` items and has no waiting getter (Twisted's QueueOverflow).
+// Thrown by put(); the item stays with the caller.
+class queue_overflow : public detail::error_base<std::runtime_error> {
+ public:
+  queue_overflow() : error_base("anydefer: deferred_queue is full (put() beyond its size)") {}
+};
+
+// `deferred_queue::get()` on an empty queue that already has `backlog` waiting getters (Twisted's
+// QueueUnderflow). Thrown by get().
+class queue_underflow : public detail::error_base<std::runtime_error> {
+ public:
+  queue_underflow() : error_base("anydefer: deferred_queue has too many waiting getters (get() beyond its backlog)") {}
+};
+
+// The failure of a pending acquire() or get() whose deferred_lock, deferred_semaphore or deferred_queue was
+// destroyed before it could be served: it can never be served now.
+class abandoned_waiter_error : public detail::error_base<std::runtime_error> {
+ public:
+  abandoned_waiter_error()
+      : error_base("anydefer: the lock, semaphore or queue this deferred waited on was destroyed") {}
+};
+
 // `wait()`/`get()` called where blocking would deadlock (for instance on a reactor's own thread, which is the
 // thread that would have to fire the deferred).
 class would_block_error : public detail::error_base<std::logic_error> {

@@ -398,9 +398,9 @@ class state_base : public continuation {
   virtual state_base* awaited() const noexcept { return nullptr; }
   // Cancels this state itself; called when it waits on nothing.
   virtual void cancel_here() noexcept;
-  // For roots with a canceller: runs it. May throw.
-  virtual void run_canceller() {}
-  virtual bool has_canceller() const noexcept { return false; }
+  // For roots with a canceller: runs it, and settles the deferred (cancel_here()). Returns false if there is no
+  // canceller.
+  virtual bool run_canceller() noexcept { return false; }
   // Frees the state once the last reference went, and drops the references it held on others with
   // release_into(held, dead), which queues a state whose last reference that was on `dead` (freed next, by the
   // same loop: a million-link chain is freed in constant stack). A coroutine's state lives in its frame and
@@ -665,8 +665,7 @@ class cancellable_root_state final : public root_state<T> {
       : root_state<T>(created_at), canceller_(std::move(c)) {}
 
  protected:
-  bool has_canceller() const noexcept override { return true; }
-  void run_canceller() override;  // defined in deferred.hpp, where deferred<T> is complete
+  bool run_canceller() noexcept override;  // defined in deferred.hpp, where deferred<T> is complete
 
  private:
   Canceller canceller_;
