@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <new>
+#include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "anydefer/deferred.hpp"
 
@@ -190,6 +193,45 @@ void print_unhandled(const failure& error, const std::source_location& where) {
                error.what().c_str());
 }
 }  // namespace
+
+// --- where roots first fired (already_called_error) -----------------------------------------------------------
+namespace {
+std::mutex first_fire_mutex;
+std::unordered_map<const state_base*, std::source_location>& first_fire_sites() {
+  // Never destroyed: roots held by other statics may go after this file's statics.
+  static auto* sites = new std::unordered_map<const state_base*, std::source_location>();
+  return *sites;
+}
+std::string site(const std::source_location& where) {
+  return std::string(where.file_name()) + ":" + std::to_string(where.line());
+}
+}  // namespace
+
+void note_first_fire(const state_base* s, const std::source_location& where) noexcept {
+  std::lock_guard<std::mutex> lock(first_fire_mutex);
+  first_fires_noted.store(true, std::memory_order_relaxed);
+  try {
+    first_fire_sites().insert_or_assign(s, where);  // replaces a note left by a state that had this address
+  } catch (const std::bad_alloc&) {
+    first_fire_sites().erase(s);  // the fire succeeded; only its site goes unrecorded (never a stale one)
+  }
+}
+
+void forget_first_fire(const state_base* s) noexcept {
+  std::lock_guard<std::mutex> lock(first_fire_mutex);
+  first_fire_sites().erase(s);
+}
+
+void throw_already_called(const state_base& s) {
+  std::string what = "anydefer: deferred already fired; the first result is kept (deferred created at " +
+                     site(s.created_at());
+  {
+    std::lock_guard<std::mutex> lock(first_fire_mutex);
+    auto it = first_fire_sites().find(&s);
+    if (it != first_fire_sites().end()) what += ", first fired at " + site(it->second);
+  }
+  throw already_called_error(what + ")");
+}
 
 void report_unhandled(const failure& error, const std::source_location& created_at) noexcept {
   unhandled_error_handler handler;

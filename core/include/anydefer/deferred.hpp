@@ -132,25 +132,41 @@ class deferred {
 
   // Fires with `value`. Throws already_called_error if it already fired (the first result is kept), except that
   // the first fire after a cancel() without canceller is silently swallowed. Thread-safe.
+  // already_called_error names where the deferred was created and, in builds without NDEBUG, where it first
+  // fired (Twisted's debug mode).
   template <class V = T>
     requires(!std::is_void_v<V>)
-  void callback(std::type_identity_t<V> value) const {
+  void callback(std::type_identity_t<V> value, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    if (!s.fire_value(std::move(value))) late_fire(s);
+    if (s.fire_value(std::move(value))) {
+      note_fire(s, loc);
+    } else {
+      late_fire(s);
+    }
   }
-  void callback() const requires std::is_void_v<T> {
+  void callback(std::source_location loc = std::source_location::current()) const requires std::is_void_v<T> {
     detail::state<T>& s = fireable();
-    if (!s.fire_value()) late_fire(s);
+    if (s.fire_value()) {
+      note_fire(s, loc);
+    } else {
+      late_fire(s);
+    }
   }
 
   // Fires with a failure. An empty exception_ptr is std::invalid_argument (thrown by failure's constructor).
-  void errback(failure error) const {
+  void errback(failure error, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    if (!s.fire_failure(error.exception())) late_fire(s);
+    if (s.fire_failure(error.exception())) {
+      note_fire(s, loc);
+    } else {
+      late_fire(s);
+    }
   }
   template <class E>
     requires std::derived_from<std::decay_t<E>, std::exception>
-  void errback(E&& error) const { errback(failure::of(std::forward<E>(error))); }
+  void errback(E&& error, std::source_location loc = std::source_location::current()) const {
+    errback(failure::of(std::forward<E>(error)), loc);
+  }
 
   // Cancels (Twisted's model): an unfired deferred calls its canceller, or fails with cancelled_error; one that
   // waits on another deferred (its upstream, or one its callback returned) cancels that one instead; a fired one
@@ -285,18 +301,30 @@ class deferred {
     return s;
   }
   static void late_fire(detail::state<T>& s) { s.on_late_fire(); }
+  static void note_fire([[maybe_unused]] const detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
+#ifndef NDEBUG
+    detail::note_first_fire(&s, loc);
+#endif
+  }
+
+  // An errback's return recovers the chain to a T: it returns T, deferred<T>, or a plain value convertible to T
+  // (a string literal for a deferred<std::string>).
+  template <class R, class U>
+  static constexpr bool recovers_to =
+      std::is_same_v<detail::unwrap_deferred_t<R>, U> ||
+      (!detail::is_deferred_v<R> && !std::is_void_v<U> && std::is_convertible_v<R, U>);
 
   template <class G>
   static void check_errback() {
     using R = std::invoke_result_t<std::decay_t<G>&, failure>;
-    static_assert(std::is_same_v<detail::unwrap_deferred_t<R>, T>,
-                  "an errback returns T or deferred<T>: the value the chain recovers to");
+    static_assert(recovers_to<R, T>,
+                  "an errback returns T, deferred<T> or a value convertible to T: the value the chain recovers to");
   }
   template <class U, class G>
   static void check_same_outcome() {
     using R = std::invoke_result_t<std::decay_t<G>&, failure>;
-    static_assert(std::is_same_v<detail::unwrap_deferred_t<R>, U>,
-                  "add_callbacks: the errback must produce the same type as the callback");
+    static_assert(recovers_to<R, U>,
+                  "add_callbacks: the errback must produce the callback's type (or a value convertible to it)");
   }
 
   template <class U, bool Scheduled, class Handler>
@@ -350,6 +378,12 @@ deferred<T> fail(failure error, std::source_location loc = std::source_location:
   auto* s = new detail::root_state<T>(loc);
   s->prefire_failure(error.exception());
   return detail::access::adopt<T>(s);
+}
+// The same with an exception object: fail<int>(std::runtime_error("x")), as d.errback(std::runtime_error("x")).
+template <class T, class E>
+  requires std::derived_from<std::decay_t<E>, std::exception>
+deferred<T> fail(E&& error, std::source_location loc = std::source_location::current()) {
+  return fail<T>(failure::of(std::forward<E>(error)), loc);
 }
 
 // Calls f(args...) now: a returned deferred is returned as is, a value becomes succeed(value), a throw becomes

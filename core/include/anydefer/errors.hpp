@@ -31,6 +31,7 @@ class error_base : public Std, public error {
 class already_called_error : public detail::error_base<std::logic_error> {
  public:
   already_called_error() : error_base("anydefer: deferred already fired; the first result is kept") {}
+  explicit already_called_error(const std::string& what) : error_base(what) {}
 };
 
 // A second `add_callback()`/`add_errback()`/`add_both()`/`co_await` on the same deferred. A deferred has one

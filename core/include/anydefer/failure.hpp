@@ -51,6 +51,20 @@ class failure {
     }
   }
 
+  // The exception as an `E` (or a class derived from one), or nullptr if it is not one; no try/catch needed at
+  // the call site: `if (auto* e = f.get_if<anydefer::first_error>()) use(e->index());`. The pointer is valid
+  // while this failure, or a copy of it, lives.
+  template <class E>
+  const E* get_if() const noexcept {
+    try {
+      std::rethrow_exception(error_);
+    } catch (const E& e) {
+      return &e;  // the object the exception_ptr holds: rethrow_exception does not copy it (Itanium C++ ABI)
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
   // Returns normally if `check<Es...>()`, else rethrows the wrapped exception (Twisted's trap()): inside an
   // errback, a failure that is not trapped keeps travelling down the error path.
   template <class... Es>

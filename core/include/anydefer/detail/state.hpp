@@ -104,6 +104,17 @@ inline void run_continuations(step s) noexcept {
 }
 
 void report_unhandled(const failure& error, const std::source_location& created_at) noexcept;
+
+// Where each root was first fired, for already_called_error's message: recorded by callback()/errback() in
+// builds without NDEBUG. A side table rather than a field, so that no state's layout depends on NDEBUG (which
+// may differ between the library and the code using it) and release builds pay nothing but a flag test when a
+// root goes.
+class state_base;
+void note_first_fire(const state_base* s, const std::source_location& where) noexcept;
+void forget_first_fire(const state_base* s) noexcept;
+inline std::atomic<bool> first_fires_noted{false};  // set by the first note_first_fire() in the process
+// Throws already_called_error naming where `s` was created and, if noted, first fired.
+[[noreturn, gnu::cold]] void throw_already_called(const state_base& s);
 void futex_wait(std::atomic<std::uintptr_t>& word, std::uintptr_t expected, const void* deadline) noexcept;
 void futex_wake_all(std::atomic<std::uintptr_t>& word) noexcept;
 bool wait_ready_until(std::atomic<std::uintptr_t>& word, const void* deadline);
@@ -371,7 +382,7 @@ class state_base : public continuation {
          swallow_late_fire) != 0) {
       return;
     }
-    throw already_called_error();
+    throw_already_called(*this);
   }
 
   // Blocks until the result is ready (or the deadline, a std::chrono::steady_clock::time_point*, passes).
@@ -656,6 +667,13 @@ template <class T>
 class root_state : public state<T> {
  public:
   explicit root_state(std::source_location created_at) noexcept : state<T>(state_base::kind::root, created_at) {}
+  root_state(const root_state&) = delete;
+  root_state& operator=(const root_state&) = delete;
+  ~root_state() override {
+    // relaxed: the noting thread set the flag before it dropped the handle it fired through, and the last
+    // owner's drop, which leads here, acquires every earlier drop.
+    if (first_fires_noted.load(std::memory_order_relaxed)) forget_first_fire(this);
+  }
 };
 
 template <class T, class Canceller>
