@@ -8,31 +8,47 @@
 namespace anydefer {
 namespace detail {
 
-void run_grant(std::function<void()> grant) {
-  thread_local bool granting = false;
-  thread_local std::deque<std::function<void()>> later;
-  if (granting) {
-    later.push_back(std::move(grant));
-    return;
-  }
-  granting = true;
-  struct leave_trampoline {
-    ~leave_trampoline() { granting = false; }
-  } on_exit;
-  grant();
-  while (!later.empty()) {
-    std::function<void()> next = std::move(later.front());
-    later.pop_front();
-    next();
-  }
+// --- the grant trampoline (waiters.hpp) -----------------------------------------------------------------------
+namespace {
+struct grant_trampoline {
+  bool granting = false;
+  std::deque<std::function<void()>> deferred_grants;
+};
+thread_local grant_trampoline this_thread_grants;
+}  // namespace
+
+bool grant_in_progress() noexcept { return this_thread_grants.granting; }
+
+void defer_grant(std::function<void()> grant) {
+  ANYDEFER_ASSERT(this_thread_grants.granting);
+  this_thread_grants.deferred_grants.push_back(std::move(grant));
 }
 
-deferred<void> semaphore_core::acquire(std::source_location loc) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (free_ > 0) {
-    --free_;
-    lock.unlock();
-    return succeed(loc);
+grant_scope::grant_scope() noexcept { this_thread_grants.granting = true; }
+
+grant_scope::~grant_scope() {
+  grant_trampoline& t = this_thread_grants;
+  while (!t.deferred_grants.empty()) {
+    std::function<void()> next = std::move(t.deferred_grants.front());
+    t.deferred_grants.pop_front();
+    next();
+  }
+  t.granting = false;
+}
+
+// --- semaphore_core ---------------------------------------------------------------------------------------------
+
+deferred<void> semaphore_core::acquire_queued(std::source_location loc) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::uint64_t w = word_.load(std::memory_order_relaxed);
+  while (true) {
+    if (w >= free_unit) {  // a release made a permit free meanwhile
+      if (word_.compare_exchange_weak(w, w - free_unit, std::memory_order_acquire, std::memory_order_relaxed)) {
+        return succeed(loc);
+      }
+    } else if (w == queued || word_.compare_exchange_weak(w, queued, std::memory_order_relaxed)) {
+      break;  // relaxed: the bit only routes releases to the mutex, which orders everything else
+    }
   }
   // The canceller holds the core weakly: a waiter must not keep its semaphore alive, and one cancelled after
   // the semaphore is gone has nothing to leave.
@@ -42,39 +58,56 @@ deferred<void> semaphore_core::acquire(std::source_location loc) {
         if (auto c = core.lock()) c->leave(ticket);
       },
       loc);
-  waiting_.push(waiter);
+  try {
+    waiting_.push(waiter);
+  } catch (...) {
+    clear_queued_if_empty();
+    throw;
+  }
   return waiter;
+}
+
+void semaphore_core::release_to_waiter() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  std::optional<deferred<void>> oldest = waiting_.pop_oldest();
+  if (!oldest) {
+    // The last waiter left (cancelled) between our load and the lock, and cleared the bit: count the permit.
+    lock.unlock();
+    release();
+    return;
+  }
+  ANYDEFER_ASSERT(word_.load(std::memory_order_relaxed) == queued);  // no free permit while waiters queue
+  clear_queued_if_empty();
+  lock.unlock();
+  grant(std::move(*oldest));
+}
+
+void semaphore_core::throw_release_without_acquire() {
+  throw std::logic_error("anydefer: release() of a deferred semaphore or lock nobody holds");
+}
+
+void semaphore_core::grant(deferred<void> waiter) {
+  // False if the waiter was cancelled after it left the queue: the permit goes to the next one instead.
+  if (!grant_in_progress()) {
+    grant_scope scope;
+    if (!access::state_of(waiter)->fire_value()) release();
+    return;
+  }
+  defer_grant([core = shared_from_this(), waiter = std::move(waiter)] {
+    if (!access::state_of(waiter)->fire_value()) core->release();
+  });
 }
 
 void semaphore_core::leave(waiter_queue<void>::ticket t) {
   std::optional<deferred<void>> gone;  // dropped after the lock
   std::lock_guard<std::mutex> lock(mutex_);
   gone = waiting_.leave(t);
+  if (gone) clear_queued_if_empty();
 }
 
-void semaphore_core::release() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  std::optional<deferred<void>> oldest = waiting_.pop_oldest();
-  if (!oldest) {
-    if (free_ == limit_) throw std::logic_error("anydefer: release() of a deferred semaphore or lock nobody holds");
-    ++free_;
-    return;
-  }
-  ANYDEFER_ASSERT(free_ == 0);
-  lock.unlock();
-  grant(std::move(*oldest));
-}
-
-void semaphore_core::grant(deferred<void> waiter) {
-  run_grant([core = shared_from_this(), waiter = std::move(waiter)] {
-    // False if the waiter was cancelled after it left the queue: the permit goes to the next one instead.
-    if (!access::state_of(waiter)->fire_value()) core->release();
-  });
-}
-
-std::size_t semaphore_core::free_permits() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return free_;
+// Precondition: mutex_ held. The bit is set only with free == 0, and nothing adds a permit while it is set.
+void semaphore_core::clear_queued_if_empty() noexcept {
+  if (waiting_.empty()) word_.store(0, std::memory_order_relaxed);
 }
 
 std::size_t semaphore_core::waiting() const {
@@ -87,6 +120,7 @@ void semaphore_core::abandon_waiters() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     waiters = waiting_.take_all();
+    clear_queued_if_empty();
   }
   abandon_all(std::move(waiters));
 }

@@ -207,29 +207,30 @@ std::string site(const std::source_location& where) {
 }
 }  // namespace
 
-void note_first_fire(const state_base* s, const std::source_location& where) noexcept {
+void state_base::note_first_fire(state_base& s, const std::source_location& where) noexcept {
   std::lock_guard<std::mutex> lock(first_fire_mutex);
-  first_fires_noted.store(true, std::memory_order_relaxed);
   try {
-    first_fire_sites().insert_or_assign(s, where);  // replaces a note left by a state that had this address
+    first_fire_sites().insert_or_assign(&s, where);  // replaces an entry left by a state that had this address
   } catch (const std::bad_alloc&) {
-    first_fire_sites().erase(s);  // the fire succeeded; only its site goes unrecorded (never a stale one)
+    return;  // unrecorded: the bit stays clear, so no stale entry is trusted
   }
+  // relaxed: read under the same mutex (first_fire_site()).
+  s.cancel_flags_.fetch_or(fire_site_noted, std::memory_order_relaxed);
 }
 
-void forget_first_fire(const state_base* s) noexcept {
+bool state_base::first_fire_site(const state_base& s, std::source_location& where) noexcept {
   std::lock_guard<std::mutex> lock(first_fire_mutex);
-  first_fire_sites().erase(s);
+  if ((s.cancel_flags_.load(std::memory_order_relaxed) & fire_site_noted) == 0) return false;
+  auto it = first_fire_sites().find(&s);
+  if (it == first_fire_sites().end()) return false;
+  where = it->second;
+  return true;
 }
 
 void throw_already_called(const state_base& s) {
   std::string what = "anydefer: deferred already fired; the first result is kept (deferred created at " +
                      site(s.created_at());
-  {
-    std::lock_guard<std::mutex> lock(first_fire_mutex);
-    auto it = first_fire_sites().find(&s);
-    if (it != first_fire_sites().end()) what += ", first fired at " + site(it->second);
-  }
+  if (std::source_location fired; state_base::first_fire_site(s, fired)) what += ", first fired at " + site(fired);
   throw already_called_error(what + ")");
 }
 

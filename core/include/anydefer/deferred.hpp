@@ -301,9 +301,9 @@ class deferred {
     return s;
   }
   static void late_fire(detail::state<T>& s) { s.on_late_fire(); }
-  static void note_fire([[maybe_unused]] const detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
+  static void note_fire([[maybe_unused]] detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
 #ifndef NDEBUG
-    detail::note_first_fire(&s, loc);
+    detail::state_base::note_first_fire(s, loc);
 #endif
   }
 

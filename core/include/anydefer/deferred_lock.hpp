@@ -23,12 +23,14 @@
 //   - Destroying the semaphore fails the waiters still queued with abandoned_waiter_error. run() chains in
 //     flight keep what they need and release into nothing.
 //
-// Thread-safety: every member is thread-safe. A short critical section (one mutex) guards the count and the
-// queue; no user code runs under it. Memory ordering: whatever a thread did before release() is visible to the
+// Thread-safety: every member is thread-safe. Uncontended, acquire() and release() are one CAS each; a short
+// critical section (one mutex) guards the queue of waiters; no user code runs under it. Memory ordering: whatever a thread did before release() is visible to the
 // callbacks of the acquire() it grants.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <source_location>
@@ -44,24 +46,61 @@ namespace detail {
 
 // The count and queue of one semaphore; shared with the cancellers (weakly) and run() chains (strongly), which
 // may outlive the handle.
+//
+// One atomic word holds the free permits and a "waiters queued" bit: free << 1 | queued. While the bit is clear,
+// acquire() and release() change the count with one CAS each and never touch the mutex (the uncontended case).
+// The bit is set and cleared only under the mutex, and only while free == 0, so a set bit sends both sides to the
+// mutex, where release() hands its permit straight to the oldest waiter instead of counting it:
+//
+//   acquire:  free > 0                 -> CAS free - 1                     (acquire: the last release's writes)
+//             free == 0 (under mutex)  -> CAS 0 -> queued, enqueue a waiter
+//   release:  bit clear                -> CAS free + 1                     (release: to the next acquirer)
+//             bit set (under mutex)    -> pop the oldest waiter, clear the bit if it was the last, fire it
+//   leave:    (a waiter's canceller, under mutex) remove it, clear the bit if it was the last
 class semaphore_core : public std::enable_shared_from_this<semaphore_core> {
  public:
-  explicit semaphore_core(std::size_t permits) noexcept : free_(permits), limit_(permits) {}
+  explicit semaphore_core(std::size_t permits) noexcept : word_(std::uint64_t{permits} << 1), limit_(permits) {}
 
-  deferred<void> acquire(std::source_location loc);
-  void release();
-  std::size_t free_permits() const;
+  deferred<void> acquire(std::source_location loc) {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    while (w >= free_unit) {  // a free permit (so no waiter is queued)
+      if (word_.compare_exchange_weak(w, w - free_unit, std::memory_order_acquire, std::memory_order_relaxed)) {
+        return succeed(loc);
+      }
+    }
+    return acquire_queued(loc);
+  }
+
+  void release() {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    while ((w & queued) == 0) {
+      if ((w >> 1) == limit_) throw_release_without_acquire();
+      if (word_.compare_exchange_weak(w, w + free_unit, std::memory_order_release, std::memory_order_relaxed)) {
+        return;
+      }
+    }
+    release_to_waiter();
+  }
+
+  std::size_t free_permits() const noexcept { return word_.load(std::memory_order_relaxed) >> 1; }
   std::size_t waiting() const;
   std::size_t limit() const noexcept { return limit_; }
   void abandon_waiters();
 
  private:
+  static constexpr std::uint64_t queued = 1;
+  static constexpr std::uint64_t free_unit = 2;
+
+  deferred<void> acquire_queued(std::source_location loc);
+  void release_to_waiter();
+  [[noreturn]] static void throw_release_without_acquire();
   void grant(deferred<void> waiter);
   void leave(waiter_queue<void>::ticket t);
+  void clear_queued_if_empty() noexcept;
 
-  mutable std::mutex mutex_;
-  std::size_t free_;  // invariant: waiters are queued only while free_ == 0
+  std::atomic<std::uint64_t> word_;
   const std::size_t limit_;
+  mutable std::mutex mutex_;  // guards waiting_ and every change of the queued bit
   waiter_queue<void> waiting_;
 };
 

@@ -105,15 +105,8 @@ inline void run_continuations(step s) noexcept {
 
 void report_unhandled(const failure& error, const std::source_location& created_at) noexcept;
 
-// Where each root was first fired, for already_called_error's message: recorded by callback()/errback() in
-// builds without NDEBUG. A side table rather than a field, so that no state's layout depends on NDEBUG (which
-// may differ between the library and the code using it) and release builds pay nothing but a flag test when a
-// root goes.
 class state_base;
-void note_first_fire(const state_base* s, const std::source_location& where) noexcept;
-void forget_first_fire(const state_base* s) noexcept;
-inline std::atomic<bool> first_fires_noted{false};  // set by the first note_first_fire() in the process
-// Throws already_called_error naming where `s` was created and, if noted, first fired.
+// Throws already_called_error naming where `s` was created and, if noted, where it first fired.
 [[noreturn, gnu::cold]] void throw_already_called(const state_base& s);
 void futex_wait(std::atomic<std::uintptr_t>& word, std::uintptr_t expected, const void* deadline) noexcept;
 void futex_wake_all(std::atomic<std::uintptr_t>& word) noexcept;
@@ -132,6 +125,7 @@ class state_base : public continuation {
   static constexpr std::uint8_t swallow_late_fire = 2;   // a no-canceller cancel: swallow the producer's next fire
   static constexpr std::uint8_t holds_cancellation = 4;  // a driven state failed by cancel(): cancelled_error is its
                                                          // result, not what result_ holds (see cancel_driven())
+  static constexpr std::uint8_t fire_site_noted = 8;     // note_first_fire() recorded where this root first fired
 
   enum class kind : std::uint8_t {
     root,    // fired by hand: callback()/errback()
@@ -159,6 +153,16 @@ class state_base : public continuation {
   }
   kind state_kind() const noexcept { return kind_; }
   const std::source_location& created_at() const noexcept { return created_at_; }
+
+  // Where a root first fired, for already_called_error's message: callback() and errback() note it in builds
+  // without NDEBUG. A side table rather than a field, so that no state's layout depends on NDEBUG (which may
+  // differ between the library and the code using it). An entry is trusted only while the state's
+  // fire_site_noted bit says it was written for this state, so entries are never erased: a state that reuses
+  // the address overwrites it when it is noted, and a release build pays nothing. Never throws: the fire already
+  // happened, and only its site may go unrecorded.
+  static void note_first_fire(state_base& s, const std::source_location& where) noexcept;
+  // The site noted for `s`, if any.
+  static bool first_fire_site(const state_base& s, std::source_location& where) noexcept;
 
   // --- reference counting ----------------------------------------------------------------------------------
   // One 64-bit word counts both kinds of owner: the low half counts references, the high half handles, and
@@ -667,13 +671,6 @@ template <class T>
 class root_state : public state<T> {
  public:
   explicit root_state(std::source_location created_at) noexcept : state<T>(state_base::kind::root, created_at) {}
-  root_state(const root_state&) = delete;
-  root_state& operator=(const root_state&) = delete;
-  ~root_state() override {
-    // relaxed: the noting thread set the flag before it dropped the handle it fired through, and the last
-    // owner's drop, which leads here, acquires every earlier drop.
-    if (first_fires_noted.load(std::memory_order_relaxed)) forget_first_fire(this);
-  }
 };
 
 template <class T, class Canceller>

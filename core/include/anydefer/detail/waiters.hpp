@@ -4,7 +4,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <algorithm>
+#include <deque>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -14,8 +15,9 @@
 namespace anydefer::detail {
 
 // The deferreds waiting for a permit or an item, oldest first. Not synchronised: its owner guards it with a
-// mutex. A waiter is named by the number it got when queued, which its canceller captures to leave the queue
-// (O(log n)) without a pointer into it.
+// mutex. A waiter is named by the ticket it got when queued, which its canceller captures to leave the queue.
+// Tickets rise along the queue, so leave() finds one by binary search and leaves an empty handle behind (a
+// tombstone, skipped by pop_oldest()): no allocation per waiter beyond the deque's blocks, O(log n) to leave.
 template <class T>
 class waiter_queue {
  public:
@@ -23,45 +25,74 @@ class waiter_queue {
 
   // The ticket the next push() will be filed under: the canceller of the deferred pushed next captures it.
   ticket next_ticket() const noexcept { return next_; }
-  void push(deferred<T> waiter) { waiting_.emplace(next_++, std::move(waiter)); }
+  void push(deferred<T> waiter) {
+    queue_.push_back(entry{next_, std::move(waiter)});
+    ++next_;
+    ++live_;
+  }
 
   std::optional<deferred<T>> pop_oldest() {
-    if (waiting_.empty()) return std::nullopt;
-    auto oldest = waiting_.begin();
-    deferred<T> d = std::move(oldest->second);
-    waiting_.erase(oldest);
+    drop_leading_tombstones();
+    if (queue_.empty()) return std::nullopt;
+    deferred<T> d = std::move(queue_.front().waiter);
+    queue_.pop_front();
+    --live_;
     return d;
   }
 
   // Removes the waiter filed under `t`, if it is still queued, and returns it (to be dropped outside the lock).
   std::optional<deferred<T>> leave(ticket t) {
-    auto it = waiting_.find(t);
-    if (it == waiting_.end()) return std::nullopt;
-    deferred<T> d = std::move(it->second);
-    waiting_.erase(it);
+    auto it = std::lower_bound(queue_.begin(), queue_.end(), t,
+                               [](const entry& e, ticket wanted) { return e.number < wanted; });
+    if (it == queue_.end() || it->number != t || !it->waiter.valid()) return std::nullopt;
+    deferred<T> d = std::move(it->waiter);  // leaves a tombstone
+    --live_;
+    drop_leading_tombstones();
     return d;
   }
 
   std::vector<deferred<T>> take_all() {
     std::vector<deferred<T>> all;
-    all.reserve(waiting_.size());
-    for (auto& [t, d] : waiting_) all.push_back(std::move(d));
-    waiting_.clear();
+    all.reserve(live_);
+    for (entry& e : queue_) {
+      if (e.waiter.valid()) all.push_back(std::move(e.waiter));
+    }
+    queue_.clear();
+    live_ = 0;
     return all;
   }
 
-  std::size_t size() const noexcept { return waiting_.size(); }
-  bool empty() const noexcept { return waiting_.empty(); }
+  std::size_t size() const noexcept { return live_; }
+  bool empty() const noexcept { return live_ == 0; }
 
  private:
-  std::map<ticket, deferred<T>> waiting_;
+  struct entry {
+    ticket number;
+    deferred<T> waiter;  // empty once it left (a tombstone)
+  };
+  void drop_leading_tombstones() noexcept {
+    while (!queue_.empty() && !queue_.front().waiter.valid()) queue_.pop_front();
+  }
+
+  std::deque<entry> queue_;
+  std::size_t live_ = 0;
   ticket next_ = 0;
 };
 
-// Runs `grant` now, unless a grant is already running on this thread: then it runs when that one returns.
-// Granting a waiter runs its callbacks, which may release again, and so on down a queue of waiters; through the
-// trampoline that is a loop on one stack frame, not a recursion as deep as the queue (Twisted's issue #9304).
-void run_grant(std::function<void()> grant);
+// Granting a waiter fires its deferred, which runs its callbacks, which may release again, and so on down a
+// queue of waiters. A grant made while another is running on the same thread therefore waits until that one
+// returns (it is queued on the thread), so the chain is a loop on one stack frame, not a recursion as deep as
+// the queue (Twisted's issue #9304).
+bool grant_in_progress() noexcept;
+void defer_grant(std::function<void()> grant);  // precondition: grant_in_progress()
+// Marks the thread as granting; on destruction runs the grants deferred meanwhile, then unmarks it.
+class grant_scope {
+ public:
+  grant_scope() noexcept;
+  grant_scope(const grant_scope&) = delete;
+  grant_scope& operator=(const grant_scope&) = delete;
+  ~grant_scope();
+};
 
 // Fails every waiter with abandoned_waiter_error: for the destructor of their lock, semaphore or queue.
 template <class T>
