@@ -23,6 +23,8 @@
 #include <anydefer/deferred_lock.hpp>
 #include <anydefer/executors/thread_pool.hpp>
 
+#include "bench_env.hpp"
+
 namespace {
 
 constexpr std::int64_t kSections = 1 << 14;  // per worker, per iteration
@@ -169,12 +171,12 @@ void contended_std_counting_semaphore(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(acquire_release_anydefer_lock)->Name("BM_AcquireRelease/anydefer_lock");
-BENCHMARK(acquire_release_anydefer_semaphore)->Name("BM_AcquireRelease/anydefer_semaphore");
-BENCHMARK(acquire_release_std_mutex)->Name("BM_AcquireRelease/std_mutex");
-BENCHMARK(acquire_release_std_counting_semaphore)->Name("BM_AcquireRelease/std_counting_semaphore");
-BENCHMARK(lock_run_anydefer)->Name("BM_LockRun/anydefer_lock");
-BENCHMARK(lock_run_std_mutex)->Name("BM_LockRun/std_mutex");
+BENCHMARK(acquire_release_anydefer_lock)->Name("BM_AcquireRelease/anydefer_lock")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_anydefer_semaphore)->Name("BM_AcquireRelease/anydefer_semaphore")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_std_mutex)->Name("BM_AcquireRelease/std_mutex")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_std_counting_semaphore)->Name("BM_AcquireRelease/std_counting_semaphore")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(lock_run_anydefer)->Name("BM_LockRun/anydefer_lock")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(lock_run_std_mutex)->Name("BM_LockRun/std_mutex")->Apply(bench::fixed_iterations_from_env);
 BENCHMARK(contended_anydefer_lock)->Name("BM_ContendedLock/anydefer_lock")->UseRealTime();
 BENCHMARK(contended_anydefer_semaphore)->Name("BM_ContendedLock/anydefer_semaphore")->UseRealTime();
 BENCHMARK(contended_std_mutex)->Name("BM_ContendedLock/std_mutex")->UseRealTime();
