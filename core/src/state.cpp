@@ -9,10 +9,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
-#include <new>
 #include <string>
 #include <thread>
-#include <unordered_map>
 
 #include "anydefer/deferred.hpp"
 
@@ -196,11 +194,18 @@ void print_unhandled(const failure& error, const std::source_location& where) {
 
 // --- where roots first fired (already_called_error) -----------------------------------------------------------
 namespace {
+// A direct-mapped table in static storage: noting a fire never allocates (tests count allocations on the firing
+// path, and a fire must not fail), at the price of forgetting a site when a later state lands on its slot.
+struct noted_fire {
+  const state_base* state = nullptr;
+  std::source_location where;
+};
+constexpr std::size_t noted_fire_slots = 4096;
 std::mutex first_fire_mutex;
-std::unordered_map<const state_base*, std::source_location>& first_fire_sites() {
-  // Never destroyed: roots held by other statics may go after this file's statics.
-  static auto* sites = new std::unordered_map<const state_base*, std::source_location>();
-  return *sites;
+noted_fire noted_fires[noted_fire_slots];
+noted_fire& slot_of(const state_base* s) noexcept {
+  const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(s) >> 4);
+  return noted_fires[(bits * 0x9E3779B97F4A7C15ULL) >> 52];  // the top 12 bits: 4096 slots
 }
 std::string site(const std::source_location& where) {
   return std::string(where.file_name()) + ":" + std::to_string(where.line());
@@ -209,21 +214,16 @@ std::string site(const std::source_location& where) {
 
 void state_base::note_first_fire(state_base& s, const std::source_location& where) noexcept {
   std::lock_guard<std::mutex> lock(first_fire_mutex);
-  try {
-    first_fire_sites().insert_or_assign(&s, where);  // replaces an entry left by a state that had this address
-  } catch (const std::bad_alloc&) {
-    return;  // unrecorded: the bit stays clear, so no stale entry is trusted
-  }
+  slot_of(&s) = {&s, where};  // replaces an entry left by a state that had this address, or shared the slot
   // relaxed: read under the same mutex (first_fire_site()).
   s.cancel_flags_.fetch_or(fire_site_noted, std::memory_order_relaxed);
 }
 
 bool state_base::first_fire_site(const state_base& s, std::source_location& where) noexcept {
   std::lock_guard<std::mutex> lock(first_fire_mutex);
-  if ((s.cancel_flags_.load(std::memory_order_relaxed) & fire_site_noted) == 0) return false;
-  auto it = first_fire_sites().find(&s);
-  if (it == first_fire_sites().end()) return false;
-  where = it->second;
+  const noted_fire& slot = slot_of(&s);
+  if ((s.cancel_flags_.load(std::memory_order_relaxed) & fire_site_noted) == 0 || slot.state != &s) return false;
+  where = slot.where;
   return true;
 }
 

@@ -156,10 +156,10 @@ class state_base : public continuation {
 
   // Where a root first fired, for already_called_error's message: callback() and errback() note it in builds
   // without NDEBUG. A side table rather than a field, so that no state's layout depends on NDEBUG (which may
-  // differ between the library and the code using it). An entry is trusted only while the state's
-  // fire_site_noted bit says it was written for this state, so entries are never erased: a state that reuses
-  // the address overwrites it when it is noted, and a release build pays nothing. Never throws: the fire already
-  // happened, and only its site may go unrecorded.
+  // differ between the library and the code using it). An entry is trusted only if the state's fire_site_noted
+  // bit is set and the entry names this state, so entries are never erased (a state that reuses the address
+  // overwrites it when it is noted) and a release build pays nothing. The table has a fixed size: a site may be
+  // forgotten when another state takes its slot, never misreported. Never allocates.
   static void note_first_fire(state_base& s, const std::source_location& where) noexcept;
   // The site noted for `s`, if any.
   static bool first_fire_site(const state_base& s, std::source_location& where) noexcept;
