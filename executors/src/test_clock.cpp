@@ -3,12 +3,14 @@
 #include <exception>
 #include <stdexcept>
 
+#include "anydefer/errors.hpp"
 #include "anydefer/executors/detail/reject.hpp"
 
 namespace anydefer {
 
 test_clock::~test_clock() {
   std::unique_lock<std::mutex> lock(mutex_);
+  closed_ = true;
   // Rejecting may free a deferred whose destruction cancels another timer here: never call out under the lock.
   while (task* t = timers_.pop_any()) {
     lock.unlock();
@@ -27,7 +29,9 @@ timer_id test_clock::schedule_after(std::chrono::nanoseconds delay, task& t) noe
   std::exception_ptr failure;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    try {
+    if (closed_) {
+      failure = std::make_exception_ptr(executor_stopped_error("anydefer: test_clock is being destroyed"));
+    } else try {
       return timer_id{timers_.insert(now_ + delay, t)};
     } catch (...) {
       failure = std::current_exception();

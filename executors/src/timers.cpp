@@ -125,11 +125,13 @@ void looping_call::core::stop() {
 void looping_call::core::reset() {
   std::unique_lock<std::mutex> lock(mutex_);
   if (!running_) throw std::logic_error("anydefer: looping_call::reset() on a looping_call that is not running");
-  started_at_ = clock_.current_time();
-  last_call_.reset();
-  called_at_start_ = false;
+  // As Twisted's: only a loop waiting for its timer restarts; a call in progress (or a timer already firing)
+  // keeps the rhythm it had.
   if (step_ == step::waiting && clock_.cancel_timer(timer_)) {
     timer_keepalive_.reset();  // not the last reference: the caller holds one
+    started_at_ = clock_.current_time();
+    last_call_.reset();
+    called_at_start_ = false;
     schedule_next(lock, interval_);
   }
 }
@@ -225,10 +227,12 @@ void looping_call::core::finish(std::unique_lock<std::mutex>& lock, std::excepti
   std::optional<deferred<void>> done = std::exchange(done_, std::nullopt);
   lock.unlock();
   if (!done) return;
+  // Through the state, not callback(): a caller who fired the deferred by hand must not make this throw.
+  detail::state<void>* s = detail::access::state_of(*done);
   if (why) {
-    done->errback(failure(std::move(why)));
+    (void)s->fire_failure(std::move(why));
   } else {
-    done->callback();
+    (void)s->fire_value();
   }
 }
 

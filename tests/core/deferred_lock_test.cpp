@@ -118,6 +118,33 @@ TEST(DeferredLockTest, CancellingRunWhileItWaitsMeansTheFunctionNeverRuns) {
   EXPECT_THROW(waiting.get(), anydefer::cancelled_error);
 }
 
+TEST(DeferredLockTest, CancellingRunWhileTheFunctionsDeferredIsPendingCancelsItAndReleases) {
+  deferred_lock lock;
+  bool inner_cancelled = false;
+  deferred<int> running = lock.run([&] {
+    return deferred<int>([&inner_cancelled](deferred<int>&) { inner_cancelled = true; });
+  });
+  EXPECT_TRUE(lock.locked());
+  running.cancel();
+  EXPECT_TRUE(inner_cancelled);
+  EXPECT_THROW(running.get(), anydefer::cancelled_error);
+  EXPECT_FALSE(lock.locked());  // released although the caller's deferred was cancelled
+}
+
+TEST(DeferredLockTest, RunsCancelledWhileQueuedNeverRunAndLoseNoPermit) {
+  deferred_lock lock;
+  deferred<void> held = lock.acquire();
+  std::vector<deferred<void>> runs;
+  int ran = 0;
+  for (int i = 0; i < 4; ++i) runs.push_back(lock.run([&ran] { ++ran; }));
+  runs[1].cancel();
+  runs[2].cancel();
+  lock.release();
+  EXPECT_EQ(ran, 2);
+  EXPECT_FALSE(lock.locked());
+  EXPECT_EQ(lock.waiting(), 0U);
+}
+
 TEST(DeferredLockTest, ManyWaitersReleasingFromTheirCallbacksDoNotRecurse) {
   // 100,000 waiters each releasing from its callback: granted from a loop, not 100,000 nested frames (which
   // would overflow the stack, Twisted's issue #9304).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -113,6 +114,22 @@ TEST(TestClockTest, DestructionRejectsPendingTimersWithExecutorStopped) {
   deferred<void> timer = anydefer::call_later(*clock, 1s);
   clock.reset();
   EXPECT_THROW(timer.get(), anydefer::executor_stopped_error);
+}
+
+TEST(TestClockTest, ATimerScheduledWhileTheClockIsBeingDestroyedIsRejectedAtOnce) {
+  auto clock = std::make_unique<test_clock>();
+  test_clock& same_clock = *clock;  // unique_ptr::reset() nulls the pointer before the destructor runs
+  int rejections = 0;
+  std::function<void()> retry = [&] {
+    // A retry loop on the clock being destroyed: each rejection schedules again, and must be rejected too.
+    (void)anydefer::call_later(same_clock, 1s).add_errback([&](const failure& f) {
+      EXPECT_TRUE(f.check<anydefer::executor_stopped_error>());
+      if (++rejections < 3) retry();
+    });
+  };
+  retry();
+  clock.reset();  // returns: the retries were rejected inline, not queued forever
+  EXPECT_EQ(rejections, 3);
 }
 
 // --- call_later ----------------------------------------------------------------------------------------------

@@ -312,7 +312,8 @@ class deferred {
   template <class R, class U>
   static constexpr bool recovers_to =
       std::is_same_v<detail::unwrap_deferred_t<R>, U> ||
-      (!detail::is_deferred_v<R> && !std::is_void_v<U> && std::is_convertible_v<R, U>);
+      (!detail::is_deferred_v<R> && !std::is_void_v<U> && std::is_convertible_v<R, U> &&
+       !(std::is_pointer_v<std::decay_t<R>> && std::is_same_v<U, bool>));  // "error" is not a bool
 
   template <class G>
   static void check_errback() {

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <source_location>
 #include <type_traits>
 #include <utility>
@@ -104,6 +105,64 @@ class semaphore_core : public std::enable_shared_from_this<semaphore_core> {
   waiter_queue<void> waiting_;
 };
 
+// What a run() caller's cancel reaches: the acquire while it waits, then the deferred f returned.
+template <class U>
+class run_control {
+ public:
+  void wait_for(const deferred<void>& acquire) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    permit_ = state_ref_of(acquire);
+  }
+  void started(const deferred<U>& work) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    work_.emplace(work);
+    permit_ = {};
+  }
+  bool cancelled_before_start() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_;
+  }
+  // From the caller's cancel (the root's canceller): never under the mutex, since cancelling runs callbacks.
+  void cancel() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cancelled_ = true;
+    if (work_) {
+      deferred<U> work = *work_;
+      lock.unlock();
+      work.cancel();
+    } else if (state<void>* permit = permit_.get(); permit != nullptr) {
+      state_ref<void> keep = std::move(permit_);
+      lock.unlock();
+      permit->cancel();  // a queued acquire leaves the queue; a granted one ignores it and f is skipped
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  bool cancelled_ = false;
+  state_ref<void> permit_;
+  std::optional<deferred<U>> work_;
+};
+
+// Releases the permit, then settles `out` with `r` (or with what release() threw). `out` may already be settled
+// by a cancel: the result is then dropped, the permit never is.
+template <class U>
+void release_into(semaphore_core& core, state<U>* out, result<U>&& r) noexcept {
+  try {
+    core.release();
+  } catch (...) {
+    (void)out->fire_failure(std::current_exception());
+    return;
+  }
+  if (r.has_failure()) {
+    (void)out->fire_failure(r.error().exception());
+  } else if constexpr (std::is_void_v<U>) {
+    (void)out->fire_value();
+  } else {
+    (void)out->fire_value(std::move(r).value());
+  }
+}
+
 }  // namespace detail
 
 class deferred_semaphore {
@@ -114,8 +173,8 @@ class deferred_semaphore {
   deferred_semaphore& operator=(deferred_semaphore&&) = delete;
   ~deferred_semaphore();
 
-  // A deferred that fires once a permit is the caller's (see the file comment). Allocates once (the deferred),
-  // plus a queue node while it waits.
+  // A deferred that fires once a permit is the caller's (see the file comment). Allocates once (the deferred);
+  // a waiter also takes a slot in the queue's deque.
   deferred<void> acquire(std::source_location loc = std::source_location::current()) { return core_->acquire(loc); }
 
   // Returns a permit: to the oldest waiter, or to the pool. Throws std::logic_error if every permit is already
@@ -123,18 +182,36 @@ class deferred_semaphore {
   void release() { core_->release(); }
 
   // acquire(), then f() (void, a value, or a deferred), then release(); the deferred gives f's result.
+  // Cancelling it cancels the acquire while it waits, else the deferred f returned; the permit is released
+  // whatever happens, even when the cancel races the grant.
   template <class F>
     requires std::invocable<F&>
   auto run(F f, std::source_location loc = std::source_location::current()) {
     using U = detail::unwrap_deferred_t<std::invoke_result_t<F&>>;
-    return acquire(loc).add_callback(
-        [core = core_, f = std::move(f)]() mutable {
-          return maybe_deferred(f).add_both([core = std::move(core)](result<U>&& r) -> U {
-            core->release();
-            return std::move(r).value();
+    // The release rides on an internal chain nobody else holds, so no cancel can drop it; the caller gets a
+    // root fired from that chain, whose canceller forwards to what is pending.
+    auto control = std::make_shared<detail::run_control<U>>();
+    deferred<U> out([control](deferred<U>&) { control->cancel(); }, loc);
+    deferred<void> acquired = acquire(loc);
+    control->wait_for(acquired);
+    (void)acquired.add_both(
+        [core = core_, control, f = std::move(f), target = detail::state_ref_of(out)](result<void>&& granted) mutable {
+          if (!granted) {
+            (void)target.get()->fire_failure(granted.error().exception());
+            return;
+          }
+          if (control->cancelled_before_start()) {
+            detail::release_into(*core, target.get(), result<U>(failure::of(cancelled_error())));
+            return;
+          }
+          deferred<U> work = maybe_deferred(f);
+          control->started(work);
+          (void)work.add_both([core, target = std::move(target)](result<U>&& r) mutable {
+            detail::release_into(*core, target.get(), std::move(r));
           });
         },
         loc);
+    return out;
   }
 
   // How many permits are free, and how many acquire() calls wait; a snapshot, exact only while no other

@@ -11,7 +11,10 @@
 //   - get() fires at once with the oldest stored item, else waits; a queue that already has `backlog` waiting
 //     getters throws queue_underflow. Items go to getters in FIFO order.
 //   - Cancelling a waiting get() removes only that getter (it fails with cancelled_error); an item never goes to
-//     a cancelled getter: put() then serves the next getter, or stores the item.
+//     a cancelled getter: put() then serves the next getter, or stores the item. (A chain continued from a getter
+//     that is cancelled while its item is on its way fails with cancelled_error and drops the item, as any link
+//     does whose upstream result is on its way when it is cancelled.)
+//   - put() fires the getter inside the call: a getter's callback that puts again nests one call deeper.
 //   - size 0 means every put() without a waiting getter overflows; backlog 0 means every get() on an empty queue
 //     underflows. Destroying the queue fails its waiting getters with abandoned_waiter_error and destroys the
 //     stored items.
@@ -27,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <source_location>
+#include <type_traits>
 #include <utility>
 
 #include "anydefer/deferred.hpp"
@@ -34,8 +38,9 @@
 
 namespace anydefer {
 
+// T must move without throwing: an item is moved into the getter's deferred after the getter left the queue.
 template <class T>
-  requires std::move_constructible<T>
+  requires std::is_nothrow_move_constructible_v<T>
 class deferred_queue {
  public:
   static constexpr std::size_t unbounded = std::numeric_limits<std::size_t>::max();
@@ -53,7 +58,7 @@ class deferred_queue {
   // Gives `item` to the oldest waiting getter or stores it. Throws queue_overflow if it can do neither; `item`
   // is then untouched.
   void put(T&& item) { core_->put(std::move(item)); }
-  void put(const T& item) requires std::copy_constructible<T> { core_->put(item); }
+  void put(const T& item) requires std::copy_constructible<T> { core_->put(T(item)); }
 
   // The next item: at once if one is stored, else when put() gives one. Throws queue_underflow if `backlog`
   // getters already wait.

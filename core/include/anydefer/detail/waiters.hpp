@@ -1,5 +1,6 @@
 // anydefer/detail/waiters.hpp: what deferred_lock, deferred_semaphore and deferred_queue share: a FIFO of
-// waiting deferreds that each waiter's canceller can leave, and a trampoline for granting them.
+// waiting deferreds that each waiter's canceller can leave; and the trampoline the lock and the semaphore grant
+// permits through.
 #pragma once
 
 #include <cstdint>

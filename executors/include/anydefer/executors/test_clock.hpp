@@ -15,7 +15,8 @@
 // looping_call that missed intervals sees them all at once). Timers are never run anywhere else.
 //
 // Lifecycle: the destructor rejects every pending timer with executor_stopped_error, as a stopping reactor does,
-// so a deferred guarded by a timer on it learns that its timer is gone.
+// so a deferred guarded by a timer on it learns that its timer is gone; a timer scheduled meanwhile (by what a
+// rejection runs) is rejected at once.
 //
 // Thread-safety: every member is thread-safe; timers may be scheduled and cancelled from any thread, and run
 // on the thread calling advance(). A task may itself call advance(); advance() on several threads at once runs
@@ -69,6 +70,7 @@ class test_clock final : public timer_service {
   mutable std::mutex mutex_;
   time_point now_;
   detail::timer_heap timers_;
+  bool closed_ = false;  // set by the destructor: timers scheduled from then on are rejected inline
 };
 
 }  // namespace anydefer

@@ -155,6 +155,7 @@ deferred<T> add_timeout(const deferred<T>& d, std::chrono::nanoseconds timeout, 
   (void)timer.add_both(
       [guard, target = detail::state_ref_of(d)](result<void>&& r) {
         if (r.has_value()) {
+          if (target.get()->is_claimed()) return;  // its result is already on its way: it came in time
           guard->record_timeout();
         } else if (r.error().check<cancelled_error>()) {
           return;  // stopped because `d` fired first
@@ -215,8 +216,9 @@ class looping_call {
   // Throws std::logic_error if it is not running.
   void stop();
 
-  // Restarts the intervals from the clock's current time: the next call is one interval from now. Throws
-  // std::logic_error if it is not running.
+  // Restarts the intervals from the clock's current time, if the loop is waiting for its next call: that call
+  // is then one interval from now (a call in progress keeps its rhythm, as in Twisted). Throws std::logic_error
+  // if it is not running.
   void reset();
 
   // True between start() and stop() (or the failure that stopped it).
