@@ -171,10 +171,16 @@ void contended_std_counting_semaphore(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(acquire_release_anydefer_lock)->Name("BM_AcquireRelease/anydefer_lock")->Apply(bench::fixed_iterations_from_env);
-BENCHMARK(acquire_release_anydefer_semaphore)->Name("BM_AcquireRelease/anydefer_semaphore")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_anydefer_lock)
+    ->Name("BM_AcquireRelease/anydefer_lock")
+    ->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_anydefer_semaphore)
+    ->Name("BM_AcquireRelease/anydefer_semaphore")
+    ->Apply(bench::fixed_iterations_from_env);
 BENCHMARK(acquire_release_std_mutex)->Name("BM_AcquireRelease/std_mutex")->Apply(bench::fixed_iterations_from_env);
-BENCHMARK(acquire_release_std_counting_semaphore)->Name("BM_AcquireRelease/std_counting_semaphore")->Apply(bench::fixed_iterations_from_env);
+BENCHMARK(acquire_release_std_counting_semaphore)
+    ->Name("BM_AcquireRelease/std_counting_semaphore")
+    ->Apply(bench::fixed_iterations_from_env);
 BENCHMARK(lock_run_anydefer)->Name("BM_LockRun/anydefer_lock")->Apply(bench::fixed_iterations_from_env);
 BENCHMARK(lock_run_std_mutex)->Name("BM_LockRun/std_mutex")->Apply(bench::fixed_iterations_from_env);
 BENCHMARK(contended_anydefer_lock)->Name("BM_ContendedLock/anydefer_lock")->UseRealTime();

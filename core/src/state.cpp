@@ -228,8 +228,8 @@ bool state_base::first_fire_site(const state_base& s, std::source_location& wher
 }
 
 void throw_already_called(const state_base& s) {
-  std::string what = "anydefer: deferred already fired; the first result is kept (deferred created at " +
-                     site(s.created_at());
+  std::string what =
+      "anydefer: deferred already fired; the first result is kept (deferred created at " + site(s.created_at());
   if (std::source_location fired; state_base::first_fire_site(s, fired)) what += ", first fired at " + site(fired);
   throw already_called_error(what + ")");
 }

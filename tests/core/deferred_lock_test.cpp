@@ -121,9 +121,8 @@ TEST(DeferredLockTest, CancellingRunWhileItWaitsMeansTheFunctionNeverRuns) {
 TEST(DeferredLockTest, CancellingRunWhileTheFunctionsDeferredIsPendingCancelsItAndReleases) {
   deferred_lock lock;
   bool inner_cancelled = false;
-  deferred<int> running = lock.run([&] {
-    return deferred<int>([&inner_cancelled](deferred<int>&) { inner_cancelled = true; });
-  });
+  deferred<int> running =
+      lock.run([&] { return deferred<int>([&inner_cancelled](deferred<int>&) { inner_cancelled = true; }); });
   EXPECT_TRUE(lock.locked());
   running.cancel();
   EXPECT_TRUE(inner_cancelled);

@@ -465,7 +465,7 @@ TEST(LoopingCallTest, AReturnedDeferredDelaysTheNextCallToTheNextInterval) {
   deferred<void> done = loop.start(1s);
   clock.advance(2500ms);  // the first call has not finished: no second call yet
   EXPECT_EQ(called_at, (std::vector<long>{0}));
-  steps[0].callback();   // finished at 2.5 s: the next call is at 3 s, the next multiple of the interval
+  steps[0].callback();  // finished at 2.5 s: the next call is at 3 s, the next multiple of the interval
   clock.advance(499ms);
   EXPECT_EQ(called_at.size(), 1U);
   clock.advance(1ms);

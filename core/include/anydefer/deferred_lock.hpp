@@ -24,8 +24,8 @@
 //     flight keep what they need and release into nothing.
 //
 // Thread-safety: every member is thread-safe. Uncontended, acquire() and release() are one CAS each; a short
-// critical section (one mutex) guards the queue of waiters; no user code runs under it. Memory ordering: whatever a thread did before release() is visible to the
-// callbacks of the acquire() it grants.
+// critical section (one mutex) guards the queue of waiters; no user code runs under it. Memory ordering: whatever a
+// thread did before release() is visible to the callbacks of the acquire() it grants.
 #pragma once
 
 #include <atomic>
@@ -234,9 +234,7 @@ class deferred_lock {
   void release() { permit_.release(); }
   template <class F>
     requires std::invocable<F&>
-  auto run(F f, std::source_location loc = std::source_location::current()) {
-    return permit_.run(std::move(f), loc);
-  }
+  auto run(F f, std::source_location loc = std::source_location::current()) { return permit_.run(std::move(f), loc); }
   // True while someone holds the lock (a snapshot).
   bool locked() const { return permit_.free_permits() == 0; }
   std::size_t waiting() const { return permit_.waiting(); }

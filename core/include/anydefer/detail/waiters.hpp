@@ -3,10 +3,10 @@
 // permits through.
 #pragma once
 
-#include <cstdint>
-#include <functional>
 #include <algorithm>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <utility>
 #include <vector>

@@ -77,7 +77,6 @@ class shard_channels;
 // and a neighbour written on another thread (a counter on the same stack frame, say) would bounce that line.
 class alignas(64) reactor final : public timer_service {
  public:
-
   static constexpr std::size_t default_quota = 64;
 
   // A reactor with no thread yet; at most `quota` ready tasks run per iteration (at least 1).
