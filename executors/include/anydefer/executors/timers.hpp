@@ -191,96 +191,97 @@ template <class T, class OnTimeoutCancel = T (*)(result<T>&&, std::chrono::nanos
    public:
     // `f()` returns void, a value (ignored) or a deferred (waited for; its value ignored).
     template <class F>
-      requires std::invocable<F&> looping_call(timer_service& clock, F f)
-          : core_(std::make_shared<core>(clock, [f = std::move(f)](std::size_t) mutable { return call(f); })) {}
+      requires(std::invocable<F&>)
+    looping_call(timer_service& clock, F f)
+        : core_(std::make_shared<core>(clock, [f = std::move(f)](std::size_t) mutable { return call(f); })) {}
 
-      // As above, with `f(count)`: the number of intervals since the previous call (Twisted's withCount).
-      template <class F>
-        requires std::invocable<F&, std::size_t>
-      static looping_call with_count(timer_service& clock, F f) {
-        return looping_call(clock, counted{}, [f = std::move(f)](std::size_t n) mutable { return call(f, n); });
+    // As above, with `f(count)`: the number of intervals since the previous call (Twisted's withCount).
+    template <class F>
+      requires std::invocable<F&, std::size_t>
+    static looping_call with_count(timer_service& clock, F f) {
+      return looping_call(clock, counted{}, [f = std::move(f)](std::size_t n) mutable { return call(f, n); });
+    }
+
+    looping_call(looping_call&&) noexcept = default;
+    looping_call& operator=(looping_call&&) = delete;
+    ~looping_call();
+
+    // Starts calling (see above). Throws std::invalid_argument for a negative interval, std::logic_error if it is
+    // already running (or still finishing the call in progress when it was stopped).
+    deferred<void> start(std::chrono::nanoseconds interval, bool now = true,
+                         std::source_location loc = std::source_location::current());
+
+    // Stops: no call is scheduled after this. The deferred start() returned fires now, or once the call in
+    // progress finishes (a call whose timer fired on another thread just before stop() counts as in progress).
+    // Throws std::logic_error if it is not running.
+    void stop();
+
+    // Restarts the intervals from the clock's current time, if the loop is waiting for its next call: that call
+    // is then one interval from now (a call in progress keeps its rhythm, as in Twisted). Throws std::logic_error
+    // if it is not running.
+    void reset();
+
+    // True between start() and stop() (or the failure that stopped it).
+    bool running() const;
+
+   private:
+    struct counted {};
+    using body = std::function<deferred<void>(std::size_t)>;
+
+    template <class F, class... A>
+    static deferred<void> call(F& f, A... a) {
+      auto d = maybe_deferred(f, a...);
+      if constexpr (std::is_same_v<decltype(d), deferred<void>>) {
+        return d;
+      } else {
+        return d.add_callback([](auto&&) {});
       }
+    }
 
-      looping_call(looping_call&&) noexcept = default;
-      looping_call& operator=(looping_call&&) = delete;
-      ~looping_call();
-
-      // Starts calling (see above). Throws std::invalid_argument for a negative interval, std::logic_error if it is
-      // already running (or still finishing the call in progress when it was stopped).
-      deferred<void> start(std::chrono::nanoseconds interval, bool now = true,
-                           std::source_location loc = std::source_location::current());
-
-      // Stops: no call is scheduled after this. The deferred start() returned fires now, or once the call in
-      // progress finishes (a call whose timer fired on another thread just before stop() counts as in progress).
-      // Throws std::logic_error if it is not running.
+    // One loop's state; shared with the timer and the chains it starts, which may outlive the handle.
+    class core final : public task, public std::enable_shared_from_this<core> {
+     public:
+      core(timer_service& clock, body f, bool counts = false);
+      deferred<void> start(std::chrono::nanoseconds interval, bool now, std::source_location loc);
       void stop();
-
-      // Restarts the intervals from the clock's current time, if the loop is waiting for its next call: that call
-      // is then one interval from now (a call in progress keeps its rhythm, as in Twisted). Throws std::logic_error
-      // if it is not running.
       void reset();
-
-      // True between start() and stop() (or the failure that stopped it).
       bool running() const;
 
      private:
-      struct counted {};
-      using body = std::function<deferred<void>(std::size_t)>;
+      // Where the loop is (under `mutex_`): idle (not started, or finished), waiting for its timer, or calling the
+      // function (from the timer firing, or start(now), until the function's deferred fired and the next timer is
+      // scheduled). Exactly one of `waiting` and `calling` holds while the loop has work outstanding.
+      enum class step : std::uint8_t { idle, waiting, calling };
 
-      template <class F, class... A>
-      static deferred<void> call(F& f, A... a) {
-        auto d = maybe_deferred(f, a...);
-        if constexpr (std::is_same_v<decltype(d), deferred<void>>) {
-          return d;
-        } else {
-          return d.add_callback([](auto&&) {});
-        }
-      }
+      static void on_timer(task& t) noexcept;
+      static void on_timer_rejected(task& t, std::exception_ptr why) noexcept;
+      static constexpr task::operations timer_operations{&on_timer, &on_timer_rejected};
 
-      // One loop's state; shared with the timer and the chains it starts, which may outlive the handle.
-      class core final : public task, public std::enable_shared_from_this<core> {
-       public:
-        core(timer_service& clock, body f, bool counts = false);
-        deferred<void> start(std::chrono::nanoseconds interval, bool now, std::source_location loc);
-        void stop();
-        void reset();
-        bool running() const;
+      void call_now(std::unique_lock<std::mutex>& lock);
+      void after_call(result<void>&& r);
+      void schedule_next(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds delay);
+      std::chrono::nanoseconds until_next_interval(timer_service::time_point now) const;
+      void finish(std::unique_lock<std::mutex>& lock, std::exception_ptr why);
 
-       private:
-        // Where the loop is (under `mutex_`): idle (not started, or finished), waiting for its timer, or calling the
-        // function (from the timer firing, or start(now), until the function's deferred fired and the next timer is
-        // scheduled). Exactly one of `waiting` and `calling` holds while the loop has work outstanding.
-        enum class step : std::uint8_t { idle, waiting, calling };
+      timer_service& clock_;
+      body body_;
+      const bool counts_;
+      mutable std::mutex mutex_;
+      bool running_ = false;
+      step step_ = step::idle;
+      std::chrono::nanoseconds interval_{};
+      timer_service::time_point started_at_{};
+      std::optional<timer_service::time_point> last_call_;  // with_count: when the function was last called
+      bool called_at_start_ = false;
+      timer_id timer_;
+      std::optional<deferred<void>> done_;     // what start() returned, fired by finish()
+      std::exception_ptr inline_rejection_;    // a rejection schedule_after() delivered inside schedule_next()
+      std::shared_ptr<core> timer_keepalive_;  // while the clock holds this task (see schedule_next())
+    };
 
-        static void on_timer(task& t) noexcept;
-        static void on_timer_rejected(task& t, std::exception_ptr why) noexcept;
-        static constexpr task::operations timer_operations{&on_timer, &on_timer_rejected};
+    looping_call(timer_service& clock, counted, body f) : core_(std::make_shared<core>(clock, std::move(f), true)) {}
 
-        void call_now(std::unique_lock<std::mutex>& lock);
-        void after_call(result<void>&& r);
-        void schedule_next(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds delay);
-        std::chrono::nanoseconds until_next_interval(timer_service::time_point now) const;
-        void finish(std::unique_lock<std::mutex>& lock, std::exception_ptr why);
-
-        timer_service& clock_;
-        body body_;
-        const bool counts_;
-        mutable std::mutex mutex_;
-        bool running_ = false;
-        step step_ = step::idle;
-        std::chrono::nanoseconds interval_{};
-        timer_service::time_point started_at_{};
-        std::optional<timer_service::time_point> last_call_;  // with_count: when the function was last called
-        bool called_at_start_ = false;
-        timer_id timer_;
-        std::optional<deferred<void>> done_;     // what start() returned, fired by finish()
-        std::exception_ptr inline_rejection_;    // a rejection schedule_after() delivered inside schedule_next()
-        std::shared_ptr<core> timer_keepalive_;  // while the clock holds this task (see schedule_next())
-      };
-
-      looping_call(timer_service& clock, counted, body f) : core_(std::make_shared<core>(clock, std::move(f), true)) {}
-
-      std::shared_ptr<core> core_;
+    std::shared_ptr<core> core_;
   };
 
 }  // namespace anydefer
