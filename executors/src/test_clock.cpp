@@ -31,12 +31,13 @@ timer_id test_clock::schedule_after(std::chrono::nanoseconds delay, task& t) noe
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) {
       failure = std::make_exception_ptr(executor_stopped_error("anydefer: test_clock is being destroyed"));
-    } else
+    } else {
       try {
         return timer_id{timers_.insert(now_ + delay, t)};
       } catch (...) {
         failure = std::current_exception();
       }
+    }
   }
   t.reject(std::move(failure));
   return timer_id{};

@@ -310,10 +310,11 @@ class deferred {
   // An errback's return recovers the chain to a T: it returns T, deferred<T>, or a plain value convertible to T
   // (a string literal for a deferred<std::string>).
   template <class R, class U>
-  static constexpr bool recovers_to = std::is_same_v<detail::unwrap_deferred_t<R>, U> ||
-                                      (!detail::is_deferred_v<R> && !std::is_void_v<U> && std::is_convertible_v<R, U> &&
-                                       !(std::is_pointer_v<std::decay_t<R>> &&
-                                         std::is_same_v<U, bool>));  // "error" is not a bool
+  static constexpr bool converts_plainly =  // a pointer ("error") never recovers a bool chain
+      !detail::is_deferred_v<R> && !std::is_void_v<U> && std::is_convertible_v<R, U> &&
+      !(std::is_pointer_v<std::decay_t<R>> && std::is_same_v<U, bool>);
+  template <class R, class U>
+  static constexpr bool recovers_to = std::is_same_v<detail::unwrap_deferred_t<R>, U> || converts_plainly<R, U>;
 
   template <class G>
   static void check_errback() {
@@ -382,10 +383,10 @@ deferred<T> fail(failure error, std::source_location loc = std::source_location:
 }
 // The same with an exception object: fail<int>(std::runtime_error("x")), as d.errback(std::runtime_error("x")).
 template <class T, class E>
-  requires std::derived_from<std::decay_t<E>, std::exception> deferred<T> fail(
-      E&& error, std::source_location loc = std::source_location::current()) {
-    return fail<T>(failure::of(std::forward<E>(error)), loc);
-  }
+  requires(std::derived_from<std::decay_t<E>, std::exception>)
+deferred<T> fail(E&& error, std::source_location loc = std::source_location::current()) {
+  return fail<T>(failure::of(std::forward<E>(error)), loc);
+}
 
 // Calls f(args...) now: a returned deferred is returned as is, a value becomes succeed(value), a throw becomes
 // fail(...) (Twisted's maybeDeferred).

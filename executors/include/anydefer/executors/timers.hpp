@@ -122,166 +122,166 @@ class timeout_guard {
 // out on the next iteration) and already_continued_error if `d` already has a consumer; a call that throws
 // starts no timer. Thread-safe.
 template <class T, class OnTimeoutCancel = T (*)(result<T>&&, std::chrono::nanoseconds)>
-  requires std::is_invocable_r_v<T, OnTimeoutCancel&, result<T> &&, std::chrono::nanoseconds> deferred<T> add_timeout(
-      const deferred<T>& d, std::chrono::nanoseconds timeout, timer_service& clock,
-      OnTimeoutCancel on_timeout_cancel = &default_on_timeout_cancel<T>,
-      std::source_location loc = std::source_location::current()) {
-    if (timeout < std::chrono::nanoseconds::zero()) {
-      throw std::invalid_argument("anydefer: add_timeout() needs a timeout of zero or more");
-    }
-    if (!d.valid()) throw empty_deferred_error();
-    auto guard = std::make_shared<detail::timeout_guard>();
-    // The consumer first: if `d` already has one, this throws before any timer exists.
-    deferred<T> guarded = d.add_both(
-        [guard, timeout, convert = std::move(on_timeout_cancel)](result<T>&& r) mutable -> T {
-          guard->finish();
-          switch (guard->what_happened()) {
-            case detail::timeout_guard::outcome::timed_out:
-              return std::invoke(convert, std::move(r), timeout);
-            case detail::timeout_guard::outcome::unenforceable:
-              if (r.has_failure() && r.error().template check<cancelled_error>()) {
-                std::rethrow_exception(guard->stop_reason());
-              }
-              break;
-            case detail::timeout_guard::outcome::pending:
-              break;
-          }
-          return std::move(r).value();
-        },
-        loc);
-    if (guard->finished_already()) return guarded;  // `d` had fired: nothing to time
-    deferred<void> timer = call_later(clock, timeout, loc);
-    // The timer holds a reference, not a handle, on `d`: the producer dropping every handle is still detected.
-    (void)timer.add_both(
-        [guard, target = detail::state_ref_of(d)](result<void>&& r) {
-          if (r.has_value()) {
-            if (target.get()->is_claimed()) return;  // its result is already on its way: it came in time
-            guard->record_timeout();
-          } else if (r.error().check<cancelled_error>()) {
-            return;  // stopped because `d` fired first
-          } else {
-            guard->record_unenforceable(r.error().exception());
-          }
-          target.get()->cancel();
-        },
-        loc);
-    guard->arm(std::move(timer));
-    return guarded;
+  requires(std::is_invocable_r_v<T, OnTimeoutCancel&, result<T>&&, std::chrono::nanoseconds>)
+deferred<T> add_timeout(const deferred<T>& d, std::chrono::nanoseconds timeout, timer_service& clock,
+                        OnTimeoutCancel on_timeout_cancel = &default_on_timeout_cancel<T>,
+                        std::source_location loc = std::source_location::current()) {
+  if (timeout < std::chrono::nanoseconds::zero()) {
+    throw std::invalid_argument("anydefer: add_timeout() needs a timeout of zero or more");
+  }
+  if (!d.valid()) throw empty_deferred_error();
+  auto guard = std::make_shared<detail::timeout_guard>();
+  // The consumer first: if `d` already has one, this throws before any timer exists.
+  deferred<T> guarded = d.add_both(
+      [guard, timeout, convert = std::move(on_timeout_cancel)](result<T>&& r) mutable -> T {
+        guard->finish();
+        switch (guard->what_happened()) {
+          case detail::timeout_guard::outcome::timed_out:
+            return std::invoke(convert, std::move(r), timeout);
+          case detail::timeout_guard::outcome::unenforceable:
+            if (r.has_failure() && r.error().template check<cancelled_error>()) {
+              std::rethrow_exception(guard->stop_reason());
+            }
+            break;
+          case detail::timeout_guard::outcome::pending:
+            break;
+        }
+        return std::move(r).value();
+      },
+      loc);
+  if (guard->finished_already()) return guarded;  // `d` had fired: nothing to time
+  deferred<void> timer = call_later(clock, timeout, loc);
+  // The timer holds a reference, not a handle, on `d`: the producer dropping every handle is still detected.
+  (void)timer.add_both(
+      [guard, target = detail::state_ref_of(d)](result<void>&& r) {
+        if (r.has_value()) {
+          if (target.get()->is_claimed()) return;  // its result is already on its way: it came in time
+          guard->record_timeout();
+        } else if (r.error().check<cancelled_error>()) {
+          return;  // stopped because `d` fired first
+        } else {
+          guard->record_unenforceable(r.error().exception());
+        }
+        target.get()->cancel();
+      },
+      loc);
+  guard->arm(std::move(timer));
+  return guarded;
+}
+
+// Calls a function every `interval` on a timer_service (Twisted's LoopingCall), on the clock's thread.
+//
+//   anydefer::looping_call poll(loop, [] { return fetch_status(); });   // may return a deferred
+//   anydefer::deferred<void> done = poll.start(500ms);                  // calls now, then every 500 ms
+//   ...
+//   poll.stop();                                                        // `done` fires
+//
+// start(interval, now) calls at once (on the calling thread) if `now`, else after the first interval, then at
+// every multiple of `interval` after the start, measured on the clock. A call that returns a deferred delays the
+// next one until it fires; intervals that passed meanwhile are skipped, not made up (the next call is at the
+// next multiple). with_count() gives the function how many intervals passed since its last call instead (1
+// normally, more after a stall; Twisted's withCount). An interval of zero calls again on every iteration.
+//
+// start() returns a deferred<void> that fires when stop() is called (after a call in progress finishes), or
+// fails with what the function threw or its deferred failed with (the looping call stops then), or with
+// executor_stopped_error if the clock stops. Then start() may be called again.
+//
+// Thread-safety: every member is thread-safe. Destroying a running looping_call stops it.
+class looping_call {
+ public:
+  // `f()` returns void, a value (ignored) or a deferred (waited for; its value ignored).
+  template <class F>
+    requires(std::invocable<F&>)
+  looping_call(timer_service& clock, F f)
+      : core_(std::make_shared<core>(clock, [f = std::move(f)](std::size_t) mutable { return call(f); })) {}
+
+  // As above, with `f(count)`: the number of intervals since the previous call (Twisted's withCount).
+  template <class F>
+    requires std::invocable<F&, std::size_t>
+  static looping_call with_count(timer_service& clock, F f) {
+    return looping_call(clock, counted{}, [f = std::move(f)](std::size_t n) mutable { return call(f, n); });
   }
 
-  // Calls a function every `interval` on a timer_service (Twisted's LoopingCall), on the clock's thread.
-  //
-  //   anydefer::looping_call poll(loop, [] { return fetch_status(); });   // may return a deferred
-  //   anydefer::deferred<void> done = poll.start(500ms);                  // calls now, then every 500 ms
-  //   ...
-  //   poll.stop();                                                        // `done` fires
-  //
-  // start(interval, now) calls at once (on the calling thread) if `now`, else after the first interval, then at
-  // every multiple of `interval` after the start, measured on the clock. A call that returns a deferred delays the
-  // next one until it fires; intervals that passed meanwhile are skipped, not made up (the next call is at the
-  // next multiple). with_count() gives the function how many intervals passed since its last call instead (1
-  // normally, more after a stall; Twisted's withCount). An interval of zero calls again on every iteration.
-  //
-  // start() returns a deferred<void> that fires when stop() is called (after a call in progress finishes), or
-  // fails with what the function threw or its deferred failed with (the looping call stops then), or with
-  // executor_stopped_error if the clock stops. Then start() may be called again.
-  //
-  // Thread-safety: every member is thread-safe. Destroying a running looping_call stops it.
-  class looping_call {
-   public:
-    // `f()` returns void, a value (ignored) or a deferred (waited for; its value ignored).
-    template <class F>
-      requires(std::invocable<F&>)
-    looping_call(timer_service& clock, F f)
-        : core_(std::make_shared<core>(clock, [f = std::move(f)](std::size_t) mutable { return call(f); })) {}
+  looping_call(looping_call&&) noexcept = default;
+  looping_call& operator=(looping_call&&) = delete;
+  ~looping_call();
 
-    // As above, with `f(count)`: the number of intervals since the previous call (Twisted's withCount).
-    template <class F>
-      requires std::invocable<F&, std::size_t>
-    static looping_call with_count(timer_service& clock, F f) {
-      return looping_call(clock, counted{}, [f = std::move(f)](std::size_t n) mutable { return call(f, n); });
+  // Starts calling (see above). Throws std::invalid_argument for a negative interval, std::logic_error if it is
+  // already running (or still finishing the call in progress when it was stopped).
+  deferred<void> start(std::chrono::nanoseconds interval, bool now = true,
+                       std::source_location loc = std::source_location::current());
+
+  // Stops: no call is scheduled after this. The deferred start() returned fires now, or once the call in
+  // progress finishes (a call whose timer fired on another thread just before stop() counts as in progress).
+  // Throws std::logic_error if it is not running.
+  void stop();
+
+  // Restarts the intervals from the clock's current time, if the loop is waiting for its next call: that call
+  // is then one interval from now (a call in progress keeps its rhythm, as in Twisted). Throws std::logic_error
+  // if it is not running.
+  void reset();
+
+  // True between start() and stop() (or the failure that stopped it).
+  bool running() const;
+
+ private:
+  struct counted {};
+  using body = std::function<deferred<void>(std::size_t)>;
+
+  template <class F, class... A>
+  static deferred<void> call(F& f, A... a) {
+    auto d = maybe_deferred(f, a...);
+    if constexpr (std::is_same_v<decltype(d), deferred<void>>) {
+      return d;
+    } else {
+      return d.add_callback([](auto&&) {});
     }
+  }
 
-    looping_call(looping_call&&) noexcept = default;
-    looping_call& operator=(looping_call&&) = delete;
-    ~looping_call();
-
-    // Starts calling (see above). Throws std::invalid_argument for a negative interval, std::logic_error if it is
-    // already running (or still finishing the call in progress when it was stopped).
-    deferred<void> start(std::chrono::nanoseconds interval, bool now = true,
-                         std::source_location loc = std::source_location::current());
-
-    // Stops: no call is scheduled after this. The deferred start() returned fires now, or once the call in
-    // progress finishes (a call whose timer fired on another thread just before stop() counts as in progress).
-    // Throws std::logic_error if it is not running.
+  // One loop's state; shared with the timer and the chains it starts, which may outlive the handle.
+  class core final : public task, public std::enable_shared_from_this<core> {
+   public:
+    core(timer_service& clock, body f, bool counts = false);
+    deferred<void> start(std::chrono::nanoseconds interval, bool now, std::source_location loc);
     void stop();
-
-    // Restarts the intervals from the clock's current time, if the loop is waiting for its next call: that call
-    // is then one interval from now (a call in progress keeps its rhythm, as in Twisted). Throws std::logic_error
-    // if it is not running.
     void reset();
-
-    // True between start() and stop() (or the failure that stopped it).
     bool running() const;
 
    private:
-    struct counted {};
-    using body = std::function<deferred<void>(std::size_t)>;
+    // Where the loop is (under `mutex_`): idle (not started, or finished), waiting for its timer, or calling the
+    // function (from the timer firing, or start(now), until the function's deferred fired and the next timer is
+    // scheduled). Exactly one of `waiting` and `calling` holds while the loop has work outstanding.
+    enum class step : std::uint8_t { idle, waiting, calling };
 
-    template <class F, class... A>
-    static deferred<void> call(F& f, A... a) {
-      auto d = maybe_deferred(f, a...);
-      if constexpr (std::is_same_v<decltype(d), deferred<void>>) {
-        return d;
-      } else {
-        return d.add_callback([](auto&&) {});
-      }
-    }
+    static void on_timer(task& t) noexcept;
+    static void on_timer_rejected(task& t, std::exception_ptr why) noexcept;
+    static constexpr task::operations timer_operations{&on_timer, &on_timer_rejected};
 
-    // One loop's state; shared with the timer and the chains it starts, which may outlive the handle.
-    class core final : public task, public std::enable_shared_from_this<core> {
-     public:
-      core(timer_service& clock, body f, bool counts = false);
-      deferred<void> start(std::chrono::nanoseconds interval, bool now, std::source_location loc);
-      void stop();
-      void reset();
-      bool running() const;
+    void call_now(std::unique_lock<std::mutex>& lock);
+    void after_call(result<void>&& r);
+    void schedule_next(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds delay);
+    std::chrono::nanoseconds until_next_interval(timer_service::time_point now) const;
+    void finish(std::unique_lock<std::mutex>& lock, std::exception_ptr why);
 
-     private:
-      // Where the loop is (under `mutex_`): idle (not started, or finished), waiting for its timer, or calling the
-      // function (from the timer firing, or start(now), until the function's deferred fired and the next timer is
-      // scheduled). Exactly one of `waiting` and `calling` holds while the loop has work outstanding.
-      enum class step : std::uint8_t { idle, waiting, calling };
-
-      static void on_timer(task& t) noexcept;
-      static void on_timer_rejected(task& t, std::exception_ptr why) noexcept;
-      static constexpr task::operations timer_operations{&on_timer, &on_timer_rejected};
-
-      void call_now(std::unique_lock<std::mutex>& lock);
-      void after_call(result<void>&& r);
-      void schedule_next(std::unique_lock<std::mutex>& lock, std::chrono::nanoseconds delay);
-      std::chrono::nanoseconds until_next_interval(timer_service::time_point now) const;
-      void finish(std::unique_lock<std::mutex>& lock, std::exception_ptr why);
-
-      timer_service& clock_;
-      body body_;
-      const bool counts_;
-      mutable std::mutex mutex_;
-      bool running_ = false;
-      step step_ = step::idle;
-      std::chrono::nanoseconds interval_{};
-      timer_service::time_point started_at_{};
-      std::optional<timer_service::time_point> last_call_;  // with_count: when the function was last called
-      bool called_at_start_ = false;
-      timer_id timer_;
-      std::optional<deferred<void>> done_;     // what start() returned, fired by finish()
-      std::exception_ptr inline_rejection_;    // a rejection schedule_after() delivered inside schedule_next()
-      std::shared_ptr<core> timer_keepalive_;  // while the clock holds this task (see schedule_next())
-    };
-
-    looping_call(timer_service& clock, counted, body f) : core_(std::make_shared<core>(clock, std::move(f), true)) {}
-
-    std::shared_ptr<core> core_;
+    timer_service& clock_;
+    body body_;
+    const bool counts_;
+    mutable std::mutex mutex_;
+    bool running_ = false;
+    step step_ = step::idle;
+    std::chrono::nanoseconds interval_{};
+    timer_service::time_point started_at_{};
+    std::optional<timer_service::time_point> last_call_;  // with_count: when the function was last called
+    bool called_at_start_ = false;
+    timer_id timer_;
+    std::optional<deferred<void>> done_;     // what start() returned, fired by finish()
+    std::exception_ptr inline_rejection_;    // a rejection schedule_after() delivered inside schedule_next()
+    std::shared_ptr<core> timer_keepalive_;  // while the clock holds this task (see schedule_next())
   };
+
+  looping_call(timer_service& clock, counted, body f) : core_(std::make_shared<core>(clock, std::move(f), true)) {}
+
+  std::shared_ptr<core> core_;
+};
 
 }  // namespace anydefer
