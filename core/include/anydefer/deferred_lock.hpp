@@ -62,14 +62,17 @@ class semaphore_core : public std::enable_shared_from_this<semaphore_core> {
  public:
   explicit semaphore_core(std::size_t permits) noexcept : word_(std::uint64_t{permits} << 1), limit_(permits) {}
 
-  deferred<void> acquire(std::source_location loc) {
+  deferred<void> acquire(std::source_location loc) { return try_acquire() ? succeed(loc) : acquire_queued(loc); }
+
+  // Takes a free permit if there is one (then no waiter is queued).
+  bool try_acquire() noexcept {
     std::uint64_t w = word_.load(std::memory_order_relaxed);
-    while (w >= free_unit) {  // a free permit (so no waiter is queued)
+    while (w >= free_unit) {
       if (word_.compare_exchange_weak(w, w - free_unit, std::memory_order_acquire, std::memory_order_relaxed)) {
-        return succeed(loc);
+        return true;
       }
     }
-    return acquire_queued(loc);
+    return false;
   }
 
   void release() {
@@ -188,6 +191,15 @@ class deferred_semaphore {
     requires std::invocable<F&>
   auto run(F f, std::source_location loc = std::source_location::current()) {
     using U = detail::unwrap_deferred_t<std::invoke_result_t<F&>>;
+    if (core_->try_acquire()) {
+      // A free permit, and f finishing at once (the common case): nothing is pending, so nothing to cancel.
+      deferred<U> work = maybe_deferred(f);
+      if (work.fired()) {
+        core_->release();
+        return work;
+      }
+      return finish_run(std::move(work), loc);
+    }
     // The release rides on an internal chain nobody else holds, so no cancel can drop it; the caller gets a
     // root fired from that chain, whose canceller forwards to what is pending.
     auto control = std::make_shared<detail::run_control<U>>();
@@ -204,16 +216,31 @@ class deferred_semaphore {
             detail::release_into(*core, target.get(), result<U>(failure::of(cancelled_error())));
             return;
           }
-          deferred<U> work = maybe_deferred(f);
-          control->started(work);
-          (void)work.add_both([core, target = std::move(target)](result<U>&& r) mutable {
-            detail::release_into(*core, target.get(), std::move(r));
-          });
+          release_when_done(core, *control, maybe_deferred(f), std::move(target));
         },
         loc);
     return out;
   }
 
+ private:
+  // The rest of run() once f has started with the permit held: release when its deferred fires.
+  template <class U>
+  deferred<U> finish_run(deferred<U> work, std::source_location loc) {
+    auto control = std::make_shared<detail::run_control<U>>();
+    deferred<U> out([control](deferred<U>&) { control->cancel(); }, loc);
+    release_when_done(core_, *control, std::move(work), detail::state_ref_of(out));
+    return out;
+  }
+  template <class U>
+  static void release_when_done(std::shared_ptr<detail::semaphore_core> core, detail::run_control<U>& control,
+                                deferred<U> work, detail::state_ref<U> target) {
+    control.started(work);
+    (void)work.add_both([core = std::move(core), target = std::move(target)](result<U>&& r) mutable {
+      detail::release_into(*core, target.get(), std::move(r));
+    });
+  }
+
+ public:
   // How many permits are free, and how many acquire() calls wait; a snapshot, exact only while no other
   // thread uses the semaphore.
   std::size_t free_permits() const { return core_->free_permits(); }
