@@ -33,22 +33,24 @@ unsigned hardware_threads() { return std::max(1U, std::thread::hardware_concurre
 
 // --- uncontended -------------------------------------------------------------------------------------------------
 
-void acquire_release_anydefer_lock(benchmark::State& state) {
-  anydefer::deferred_lock lock;
-  for (auto _ : state) {
-    anydefer::deferred<void> held = lock.acquire();
-    benchmark::DoNotOptimize(held.fired());
-    lock.release();
-  }
-}
-
-void acquire_release_anydefer_semaphore(benchmark::State& state) {
-  anydefer::deferred_semaphore permits(4);
+// One acquire + release of an anydefer lock or semaphore; acquire() hands back a deferred that already fired.
+template <class Permits>
+void acquire_release_anydefer(benchmark::State& state, Permits& permits) {
   for (auto _ : state) {
     anydefer::deferred<void> held = permits.acquire();
     benchmark::DoNotOptimize(held.fired());
     permits.release();
   }
+}
+
+void acquire_release_anydefer_lock(benchmark::State& state) {
+  anydefer::deferred_lock lock;
+  acquire_release_anydefer(state, lock);
+}
+
+void acquire_release_anydefer_semaphore(benchmark::State& state) {
+  anydefer::deferred_semaphore permits(4);
+  acquire_release_anydefer(state, permits);
 }
 
 void acquire_release_std_mutex(benchmark::State& state) {
@@ -111,24 +113,11 @@ void contended(benchmark::State& state, SectionLoop section_loop) {
       static_cast<double>(total), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
-void contended_anydefer_lock(benchmark::State& state) {
-  anydefer::deferred_lock lock;
-  std::int64_t shared = 0;  // guarded by the lock
-  contended(state, [&](std::atomic<std::int64_t>& done) {
-    for (std::int64_t i = 0; i < kSections; ++i) {
-      (void)lock.acquire().add_callback([&] {
-        ++shared;
-        lock.release();
-        done.fetch_add(1, std::memory_order_release);
-      });
-    }
-  });
-  benchmark::DoNotOptimize(shared);
-}
-
-void contended_anydefer_semaphore(benchmark::State& state) {
-  anydefer::deferred_semaphore permits(1);
-  std::int64_t shared = 0;
+// Sections through an anydefer lock or semaphore of one permit: a section whose lock is busy runs on the thread
+// that releases it.
+template <class Permits>
+void contended_anydefer(benchmark::State& state, Permits& permits) {
+  std::int64_t shared = 0;  // guarded by the permit
   contended(state, [&](std::atomic<std::int64_t>& done) {
     for (std::int64_t i = 0; i < kSections; ++i) {
       (void)permits.acquire().add_callback([&] {
@@ -139,6 +128,16 @@ void contended_anydefer_semaphore(benchmark::State& state) {
     }
   });
   benchmark::DoNotOptimize(shared);
+}
+
+void contended_anydefer_lock(benchmark::State& state) {
+  anydefer::deferred_lock lock;
+  contended_anydefer(state, lock);
+}
+
+void contended_anydefer_semaphore(benchmark::State& state) {
+  anydefer::deferred_semaphore permits(1);
+  contended_anydefer(state, permits);
 }
 
 void contended_std_mutex(benchmark::State& state) {

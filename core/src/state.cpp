@@ -12,7 +12,9 @@
 #include <string>
 #include <thread>
 
-#include "anydefer/deferred.hpp"
+#include "anydefer/detail/state.hpp"
+#include "anydefer/errors.hpp"
+#include "anydefer/unhandled_error.hpp"
 
 namespace anydefer {
 namespace detail {

@@ -10,3 +10,4 @@
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
 #include "anydefer/std_future.hpp"
+#include "anydefer/unhandled_error.hpp"

@@ -146,6 +146,8 @@ class awaiting_slot {
   // The coroutine is about to suspend on `s`. acq_rel: release publishes s to borrowers (its fields were built
   // before); acquire sees the pending flag's setter's writes.
   void begin(state_base* s) noexcept {
+    ANYDEFER_ASSERT((reinterpret_cast<std::uintptr_t>(s) & ~pointer_mask) == 0 &&
+                    "awaiting_slot: a state's address must fit in 48 bits and be 16-byte aligned");
     std::uint64_t w = word_.exchange(reinterpret_cast<std::uintptr_t>(s), std::memory_order_acq_rel);
     if ((w & pending) != 0) s->cancel();
   }
@@ -171,6 +173,7 @@ class awaiting_slot {
         if (word_.compare_exchange_weak(w, w | pending, std::memory_order_acq_rel, std::memory_order_acquire)) return;
         continue;
       }
+      ANYDEFER_ASSERT((w >> 48) < 0xFFFF && "awaiting_slot: borrower count overflows its 16 bits");
       if (word_.compare_exchange_weak(w, w + borrower, std::memory_order_acq_rel, std::memory_order_acquire)) break;
     }
     state_base* s = pointer_of(w);

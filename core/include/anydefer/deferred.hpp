@@ -45,6 +45,7 @@
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
+#include "anydefer/unhandled_error.hpp"
 
 namespace anydefer {
 
@@ -52,6 +53,9 @@ template <class T>
 class deferred;
 
 namespace detail {
+template <class T, class Canceller>
+class cancellable_root_state;  // defined after deferred<T>, which its canceller takes
+
 template <class T>
 inline constexpr bool is_deferred_v = unwrap_deferred<std::remove_cvref_t<T>>::is_deferred;
 template <class R>
@@ -421,17 +425,24 @@ auto submit(executor_ref ex, F&& f, std::source_location loc = std::source_locat
   return out;
 }
 
-// --- unhandled failures --------------------------------------------------------------------------------------
-// Receives a failure that reached the end of a chain unconsumed, when its state is destroyed, with where that
-// deferred was created. Called on the thread that dropped the last reference; must not throw.
-using unhandled_error_handler = std::function<void(const failure&, const std::source_location&)>;
+namespace detail {
 
-// Installs `handler` process-wide and returns the previous one. An empty handler restores the default, which
-// prints the failure's type, what() and the creation site to stderr. Thread-safe.
-unhandled_error_handler set_unhandled_error_handler(unhandled_error_handler handler);
+// A deferred<T>{canceller}: defined here, where deferred<T> is complete, since its canceller is handed one.
+template <class T, class Canceller>
+class cancellable_root_state final : public root_state<T> {
+ public:
+  cancellable_root_state(Canceller c, std::source_location created_at)
+      : root_state<T>(created_at), canceller_(std::move(c)) {}
+
+ protected:
+  bool run_canceller() noexcept override;
+
+ private:
+  Canceller canceller_;
+};
 
 template <class T, class Canceller>
-bool detail::cancellable_root_state<T, Canceller>::run_canceller() noexcept {
+bool cancellable_root_state<T, Canceller>::run_canceller() noexcept {
   // A canceller reached through a consumer may race with the producer dropping the last handle; the deferred is
   // then being failed as broken and there is nothing left to cancel.
   if (!this->try_add_handle()) {
@@ -455,4 +466,5 @@ bool detail::cancellable_root_state<T, Canceller>::run_canceller() noexcept {
   return true;
 }
 
+}  // namespace detail
 }  // namespace anydefer

@@ -49,7 +49,7 @@ class empty_deferred_error : public detail::error_base<std::logic_error> {
 };
 
 // `callback()`/`errback()` on a deferred that its upstream, coroutine or combinator fires: only a deferred
-// made with `deferred<T>{}` (or `make_deferred(canceller)`) is fired by hand.
+// made with `deferred<T>{}` (or `deferred<T>{canceller}`) is fired by hand.
 class not_fireable_error : public detail::error_base<std::logic_error> {
  public:
   not_fireable_error()

@@ -673,18 +673,5 @@ class root_state : public state<T> {
   explicit root_state(std::source_location created_at) noexcept : state<T>(state_base::kind::root, created_at) {}
 };
 
-template <class T, class Canceller>
-class cancellable_root_state final : public root_state<T> {
- public:
-  cancellable_root_state(Canceller c, std::source_location created_at)
-      : root_state<T>(created_at), canceller_(std::move(c)) {}
-
- protected:
-  bool run_canceller() noexcept override;  // defined in deferred.hpp, where deferred<T> is complete
-
- private:
-  Canceller canceller_;
-};
-
 }  // namespace detail
 }  // namespace anydefer

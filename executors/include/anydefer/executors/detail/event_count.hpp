@@ -33,6 +33,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/executors/detail/asymmetric_fence.hpp"
 
 namespace anydefer::detail {
@@ -55,14 +56,16 @@ class event_count {
   // Withdraws a prepare_wait() after the re-check found work. Thread-safe. Never allocates.
   void cancel_wait() noexcept {
     // relaxed: an overcounted waiter only costs a notifier a spurious epoch bump, never a missed wake-up.
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    [[maybe_unused]] const std::uint32_t before = waiters_.fetch_sub(1, std::memory_order_relaxed);
+    ANYDEFER_ASSERT(before > 0 && "event_count: more waits withdrawn than prepared");
   }
 
   // Sleeps until the epoch moves past `k` (returns at once if it already has). Thread-safe. Never allocates.
   void commit_wait(key k) noexcept {
     // acquire: pairs with the notifier's release increment, so the work published before it is visible.
     epoch_.wait(k, std::memory_order_acquire);
-    waiters_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as in cancel_wait()
+    [[maybe_unused]] const std::uint32_t before = waiters_.fetch_sub(1, std::memory_order_relaxed);  // as above
+    ANYDEFER_ASSERT(before > 0 && "event_count: more waits committed than prepared");
   }
 
   // Wakes one sleeper, if any; costs a light fence and a load when none is registered. Call after publishing

@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/executor.hpp"
 
 namespace anydefer::detail {
@@ -49,6 +50,7 @@ class intrusive_inbox {
   bool push(task& t) noexcept {
     // The first guess is "empty", not a load: a load would fetch the line shared and the CAS then upgrade it,
     // two transfers where the CAS alone makes one. The inbox of a loop that keeps up is empty at most pushes.
+    ANYDEFER_ASSERT((address_of(t) & kLast) == 0 && "intrusive_inbox: the last-node mark needs aligned tasks");
     std::uintptr_t head = 0;
     std::uintptr_t desired = 0;
     do {

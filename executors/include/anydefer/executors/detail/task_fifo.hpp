@@ -9,6 +9,7 @@
 
 #include <cstddef>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/executor.hpp"
 
 namespace anydefer::detail {
@@ -36,8 +37,10 @@ class task_fifo {
   void push_back(task& t) noexcept {
     t.next = nullptr;
     if (tail_ == nullptr) {
+      ANYDEFER_ASSERT(head_ == nullptr && size_ == 0);
       head_ = &t;
     } else {
+      ANYDEFER_ASSERT(tail_->next == nullptr && "task_fifo: the tail must be the last node when appending");
       tail_->next = &t;
     }
     tail_ = &t;
@@ -47,9 +50,11 @@ class task_fifo {
   // Appends a chain already linked through next (the last node's next must be nullptr) of `n` tasks.
   void append_chain(task* first, task* last, std::size_t n) noexcept {
     if (first == nullptr) return;
+    ANYDEFER_ASSERT(last != nullptr && last->next == nullptr && "task_fifo: an appended chain must end in null");
     if (tail_ == nullptr) {
       head_ = first;
     } else {
+      ANYDEFER_ASSERT(tail_->next == nullptr && "task_fifo: the tail must be the last node when appending");
       tail_->next = first;
     }
     tail_ = last;
