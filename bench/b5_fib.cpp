@@ -26,7 +26,7 @@
 #include <oneapi/tbb/task_group.h>
 #include <anydefer/coroutine.hpp>
 #include <anydefer/deferred.hpp>
-#include <anydefer/executors/detail/asymmetric_fence.hpp>
+#include <anydefer/detail/sync/asymmetric_fence.hpp>
 #include <anydefer/executors/thread_pool.hpp>
 
 #include "bench_env.hpp"

@@ -22,7 +22,7 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 #include <anydefer/deferred.hpp>
-#include <anydefer/executors/detail/asymmetric_fence.hpp>
+#include <anydefer/detail/sync/asymmetric_fence.hpp>
 #include <anydefer/executors/thread_pool.hpp>
 #include <asio.hpp>
 

@@ -19,10 +19,10 @@
 #include <utility>
 #include <vector>
 
+#include "anydefer/detail/sync/admission_gate.hpp"
+#include "anydefer/detail/sync/asymmetric_fence.hpp"
+#include "anydefer/detail/sync/cpu_relax.hpp"
 #include "anydefer/errors.hpp"
-#include "anydefer/executors/detail/admission_gate.hpp"
-#include "anydefer/executors/detail/asymmetric_fence.hpp"
-#include "anydefer/executors/detail/cpu_relax.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
 #include "anydefer/executors/detail/reject.hpp"
 #include "anydefer/executors/detail/shard_channels.hpp"
@@ -76,7 +76,7 @@ struct reactor::impl {
   // Producer side of the sleep protocol (reactor.hpp): called after publishing work or a change of state.
   void wake() noexcept {
     // The publication before this call is ordered before the read of `sleeping` (the producer half of the
-    // Dekker pair with sleep(); the light side, since it runs on every post: detail/asymmetric_fence.hpp).
+    // Dekker pair with sleep(); the light side, since it runs on every post: detail/sync/asymmetric_fence.hpp).
     detail::light_fence();
     // relaxed: ordered by the fence. The exchange lets only one producer pay for the write per sleep.
     if (!sleeping.load(std::memory_order_relaxed)) return;

@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "anydefer/executors/detail/admission_gate.hpp"
-#include "anydefer/executors/detail/cpu_relax.hpp"
-#include "anydefer/executors/detail/event_count.hpp"
+#include "anydefer/detail/sync/admission_gate.hpp"
+#include "anydefer/detail/sync/cpu_relax.hpp"
+#include "anydefer/detail/sync/event_count.hpp"
 #include "anydefer/executors/detail/reject.hpp"
 #include "anydefer/executors/detail/work_stealing_deque.hpp"
 #include "keep_tsan_suppressions.hpp"
@@ -203,7 +203,7 @@ struct thread_pool::impl {
         if (injection.size_approx() != 0) continue;
         break;
       }
-      // Park: register, re-check everything, then sleep (detail/event_count.hpp explains why no wake-up is lost).
+      // Park: register, re-check everything, then sleep (detail/sync/event_count.hpp explains why no wake-up is lost).
       const detail::event_count::key key = parking.prepare_wait();
       if ((t = find_task(w)) != nullptr) {
         parking.cancel_wait();

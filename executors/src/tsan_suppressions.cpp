@@ -10,20 +10,14 @@
 //     TBB runs is then reported against the submitting thread.
 // Our own lock-free code (work_stealing_deque, event_count, admission_gate, intrusive_inbox, reactor) has no
 // suppression.
-#if defined(__SANITIZE_THREAD__)
-#define ANYDEFER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ANYDEFER_TSAN 1
-#endif
-#endif
+#include "anydefer/detail/sync/sanitizers.hpp"
 
 namespace anydefer::detail {
 // Referenced from thread_pool.cpp and tbb_executor.cpp: linking either links these suppressions.
 int tsan_suppressions_anchor = 0;
 }  // namespace anydefer::detail
 
-#ifdef ANYDEFER_TSAN
+#ifdef ANYDEFER_DETAIL_TSAN
 extern "C" const char* __tsan_default_suppressions() {
   return "race:moodycamel::ConcurrentQueue\n"
          "race:oneapi/tbb/\n"

@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "anydefer/executors/detail/admission_gate.hpp"
-#include "anydefer/executors/detail/event_count.hpp"
+#include "anydefer/detail/sync/admission_gate.hpp"
+#include "anydefer/detail/sync/event_count.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
 #include "anydefer/executors/detail/work_stealing_deque.hpp"
 

@@ -15,14 +15,7 @@
 #include <cstddef>
 #include <new>
 
-// GCC says __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__; clang says __has_feature(...).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ANYDEFER_DETAIL_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ANYDEFER_DETAIL_SANITIZED 1
-#endif
-#endif
+#include "anydefer/detail/sync/sanitizers.hpp"
 
 namespace anydefer::detail {
 

@@ -29,7 +29,7 @@
 // no CPU. A producer that pushes onto an empty inbox, or schedules a timer, writes the eventfd only if the loop
 // announced it is going to sleep. The loop announces, then re-checks the inbox (and the stop state) before it
 // sleeps; both sides put a fence between their write and their read (a heavy one on the loop's side, a compiler
-// barrier on the producer's: detail/asymmetric_fence.hpp), so either the producer sees the announcement and
+// barrier on the producer's: detail/sync/asymmetric_fence.hpp), so either the producer sees the announcement and
 // wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost.
 //
 // Timers (the reactor is a timer_service: timer_service.hpp): schedule_after()/schedule_at() may be called

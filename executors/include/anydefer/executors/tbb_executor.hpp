@@ -22,8 +22,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "anydefer/detail/sync/admission_gate.hpp"
 #include "anydefer/executor.hpp"
-#include "anydefer/executors/detail/admission_gate.hpp"
 #include "anydefer/executors/detail/bound_links.hpp"
 
 namespace anydefer {

@@ -25,7 +25,7 @@
 //     while work is left to steal. Workers then rarely meet on the injection queue, whose contended dequeues
 //     made two workers drain it slower than one.
 //   - A worker with nothing to do spins briefly (bounded, with a pause hint), then parks on an event count
-//     (detail/event_count.hpp: prepare_wait, re-check every queue, commit_wait) that makes lost wake-ups
+//     (detail/sync/event_count.hpp: prepare_wait, re-check every queue, commit_wait) that makes lost wake-ups
 //     impossible. An idle pool uses no CPU.
 //
 // Waiting on a worker: each worker installs a wait_policy (anydefer/executor.hpp) whose before_block() runs one

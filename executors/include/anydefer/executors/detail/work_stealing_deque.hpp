@@ -28,7 +28,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "anydefer/executors/detail/fence.hpp"
+#include "anydefer/detail/sync/fence.hpp"
 
 namespace anydefer::detail {
 

@@ -1,4 +1,4 @@
-// anydefer/executors/detail/fence.hpp: the standalone fences of the lock-free code, in a form that
+// anydefer/detail/sync/fence.hpp: the standalone fences of the lock-free code, in a form that
 // ThreadSanitizer can check.
 //
 // ThreadSanitizer does not model std::atomic_thread_fence (GCC even warns, -Wtsan), so a fence-based pairing
@@ -10,13 +10,7 @@
 
 #include <atomic>
 
-#if defined(__SANITIZE_THREAD__)
-#define ANYDEFER_DETAIL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ANYDEFER_DETAIL_TSAN 1
-#endif
-#endif
+#include "anydefer/detail/sync/sanitizers.hpp"
 
 namespace anydefer::detail {
 

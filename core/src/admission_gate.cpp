@@ -1,4 +1,4 @@
-#include "anydefer/executors/detail/admission_gate.hpp"
+#include "anydefer/detail/sync/admission_gate.hpp"
 
 #include <mutex>
 #include <type_traits>

@@ -1,4 +1,4 @@
-#include "anydefer/executors/detail/asymmetric_fence.hpp"
+#include "anydefer/detail/sync/asymmetric_fence.hpp"
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>

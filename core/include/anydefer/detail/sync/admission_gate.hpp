@@ -1,6 +1,6 @@
-// anydefer/executors/detail/admission_gate.hpp: "accepting work" for an executor, so stop() never races a
+// anydefer/detail/sync/admission_gate.hpp: "accepting work" for an executor, so stop() never races a
 // concurrent execute() into losing a task, at the price of two plain stores and a light fence per execute() (a
-// compiler barrier where membarrier is available; see detail/asymmetric_fence.hpp).
+// compiler barrier where membarrier is available; see detail/sync/asymmetric_fence.hpp).
 //
 // An executor's execute() enters the gate before it enqueues and leaves after. stop() closes the gate. Once the
 // gate is closed and empty (drained()), no execute() can ever enqueue again, and every one that did has
@@ -13,7 +13,7 @@
 //
 // A holder is recorded in its own thread's record, not in the gate: every thread that ever enters a gate owns a
 // thread_local record (linked into one process-wide registry while the thread lives) that says which gate it
-// is inside, if any. Entering is a store to that record, a light fence (detail/asymmetric_fence.hpp) and a
+// is inside, if any. Entering is a store to that record, a light fence (detail/sync/asymmetric_fence.hpp) and a
 // load of the gate's closed flag; leaving is a store. Nothing shared is written, so producers on different
 // cores never contend, and the closed flag, written once, stays in every producer's cache.
 //
@@ -48,7 +48,7 @@
 #include <chrono>
 #include <thread>
 
-#include "anydefer/executors/detail/asymmetric_fence.hpp"
+#include "anydefer/detail/sync/asymmetric_fence.hpp"
 
 namespace anydefer::detail {
 

@@ -1,4 +1,4 @@
-// anydefer/executors/detail/asymmetric_fence.hpp: a Dekker pair whose frequent side pays no fence.
+// anydefer/detail/sync/asymmetric_fence.hpp: a Dekker pair whose frequent side pays no fence.
 //
 // Executors hand work over with Dekker's pattern: the producer publishes a task and then reads "is the consumer
 // asleep?", the consumer announces "I am going to sleep" and then re-checks for tasks; a seq_cst fence on each
@@ -30,7 +30,7 @@
 
 #include <atomic>
 
-#include "anydefer/executors/detail/fence.hpp"
+#include "anydefer/detail/sync/fence.hpp"
 
 namespace anydefer::detail {
 

@@ -1,4 +1,4 @@
-// anydefer/executors/detail/event_count.hpp: how idle thread_pool workers sleep without losing a wake-up.
+// anydefer/detail/sync/event_count.hpp: how idle thread_pool workers sleep without losing a wake-up.
 //
 // An event count turns "wait until some condition holds" into a protocol that a lock-free producer can signal
 // with one load and a light fence (no fence at all where membarrier is available) when nobody sleeps:
@@ -14,7 +14,7 @@
 // Why no wake-up is lost: prepare_wait() registers the waiter (waiters_ + 1) and then reads the epoch; a
 // notifier publishes its work and then reads waiters_. Both sides separate their write from their read by a
 // fence (Dekker's pattern), so at least one side sees the other's write. The waiter's is heavy_fence() and the
-// notifier's light_fence() (detail/asymmetric_fence.hpp): a notifier runs on every post, a waiter only when it
+// notifier's light_fence() (detail/sync/asymmetric_fence.hpp): a notifier runs on every post, a waiter only when it
 // is about to sleep, so the system call lands on the side that is about to make one anyway. In the argument
 // below the pair acts as two seq_cst fences:
 //   - the notifier sees waiters_ > 0: it advances the epoch and wakes a sleeper. If that happened before the
@@ -34,7 +34,7 @@
 #include <cstdint>
 
 #include "anydefer/detail/assert.hpp"
-#include "anydefer/executors/detail/asymmetric_fence.hpp"
+#include "anydefer/detail/sync/asymmetric_fence.hpp"
 
 namespace anydefer::detail {
 

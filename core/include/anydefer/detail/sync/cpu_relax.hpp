@@ -1,4 +1,4 @@
-// anydefer/executors/detail/cpu_relax.hpp: the spin-wait hint used by bounded spin loops.
+// anydefer/detail/sync/cpu_relax.hpp: the spin-wait hint used by bounded spin loops.
 //
 // Tells the core that this is a spin loop (x86 PAUSE, Arm YIELD): the sibling hyper-thread gets the pipeline and
 // the loop exit does not pay a memory-order mis-speculation. Never blocks. Never allocates.
