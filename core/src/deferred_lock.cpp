@@ -50,18 +50,9 @@ deferred<void> semaphore_core::acquire_queued(std::source_location loc) {
       break;  // relaxed: the bit only routes releases to the mutex, which orders everything else
     }
   }
-  // The canceller holds the core weakly: a waiter must not keep its semaphore alive, and one cancelled after
-  // the semaphore is gone has nothing to leave.
   // Out of memory here must not leave the bit set over an empty queue: release() would find no waiter.
   try {
-    const auto ticket = waiting_.next_ticket();
-    deferred<void> waiter(
-        [core = weak_from_this(), ticket](deferred<void>&) {
-          if (auto c = core.lock()) c->leave(ticket);
-        },
-        loc);
-    waiting_.push(waiter);
-    return waiter;
+    return waiting_.enqueue(weak_from_this(), loc);
   } catch (...) {
     clear_queued_if_empty();
     throw;

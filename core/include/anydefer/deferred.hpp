@@ -142,29 +142,17 @@ class deferred {
     requires(!std::is_void_v<V>)
   void callback(std::type_identity_t<V> value, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    if (s.fire_value(std::move(value))) {
-      note_fire(s, loc);
-    } else {
-      late_fire(s);
-    }
+    after_fire(s.fire_value(std::move(value)), s, loc);
   }
   void callback(std::source_location loc = std::source_location::current()) const requires std::is_void_v<T> {
     detail::state<T>& s = fireable();
-    if (s.fire_value()) {
-      note_fire(s, loc);
-    } else {
-      late_fire(s);
-    }
+    after_fire(s.fire_value(), s, loc);
   }
 
   // Fires with a failure. An empty exception_ptr is std::invalid_argument (thrown by failure's constructor).
   void errback(failure error, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    if (s.fire_failure(error.exception())) {
-      note_fire(s, loc);
-    } else {
-      late_fire(s);
-    }
+    after_fire(s.fire_failure(error.exception()), s, loc);
   }
   template <class E>
     requires std::derived_from<std::decay_t<E>, std::exception>
@@ -304,8 +292,13 @@ class deferred {
     if (s.state_kind() != detail::state_base::kind::root) throw not_fireable_error();
     return s;
   }
-  static void late_fire(detail::state<T>& s) { s.on_late_fire(); }
-  static void note_fire([[maybe_unused]] detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
+  // After callback()/errback(): a fire that won notes its site (builds without NDEBUG); one that lost is
+  // swallowed after a cancel without canceller, else already_called_error.
+  static void after_fire(bool fired, detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
+    if (!fired) {
+      s.on_late_fire();
+      return;
+    }
 #ifndef NDEBUG
     detail::state_base::note_first_fire(s, loc);
 #endif

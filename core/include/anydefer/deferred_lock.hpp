@@ -90,6 +90,8 @@ class semaphore_core : public std::enable_shared_from_this<semaphore_core> {
   std::size_t waiting() const;
   std::size_t limit() const noexcept { return limit_; }
   void abandon_waiters();
+  // A queued acquire's canceller (waiter_queue::enqueue): takes it out of the queue.
+  void leave(waiter_queue<void>::ticket t);
 
  private:
   static constexpr std::uint64_t queued = 1;
@@ -99,7 +101,6 @@ class semaphore_core : public std::enable_shared_from_this<semaphore_core> {
   void release_to_waiter();
   [[noreturn]] static void throw_release_without_acquire();
   void grant(deferred<void> waiter);
-  void leave(waiter_queue<void>::ticket t);
   void clear_queued_if_empty() noexcept;
 
   std::atomic<std::uint64_t> word_;

@@ -97,16 +97,10 @@ class deferred_queue {
         return succeed<T>(std::move(item), loc);
       }
       if (getters_.size() >= backlog_) throw queue_underflow();
-      const auto ticket = getters_.next_ticket();
-      deferred<T> getter(
-          [self = this->weak_from_this(), ticket](deferred<T>&) {
-            if (auto c = self.lock()) c->leave(ticket);
-          },
-          loc);
-      getters_.push(getter);
-      return getter;
+      return getters_.enqueue(this->weak_from_this(), loc);
     }
 
+    // A waiting getter's canceller (waiter_queue::enqueue).
     void leave(typename detail::waiter_queue<T>::ticket t) {
       std::optional<deferred<T>> gone;  // dropped after the lock
       std::lock_guard<std::mutex> lock(mutex_);

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <source_location>
 #include <utility>
 #include <vector>
 
@@ -24,12 +26,20 @@ class waiter_queue {
  public:
   using ticket = std::uint64_t;
 
-  // The ticket the next push() will be filed under: the canceller of the deferred pushed next captures it.
-  ticket next_ticket() const noexcept { return next_; }
-  void push(deferred<T> waiter) {
-    queue_.push_back(entry{next_, std::move(waiter)});
+  // Queues a new waiting deferred and returns it. Cancelling it calls owner->leave(ticket), which takes it out of
+  // the queue under the owner's mutex. The canceller holds the owner weakly: a waiter must not keep its lock or
+  // queue alive, and one cancelled after the owner is gone has nothing to leave.
+  template <class Owner>
+  deferred<T> enqueue(std::weak_ptr<Owner> owner, std::source_location loc) {
+    deferred<T> waiter(
+        [owner = std::move(owner), t = next_](deferred<T>&) {
+          if (auto o = owner.lock()) o->leave(t);
+        },
+        loc);
+    queue_.push_back(entry{next_, waiter});
     ++next_;
     ++live_;
+    return waiter;
   }
 
   std::optional<deferred<T>> pop_oldest() {
