@@ -35,8 +35,10 @@
 
 #include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <functional>
+#include <new>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -195,19 +197,30 @@ class awaiting_slot {
 };
 
 // Awaits a deferred<U>: from a deferred coroutine or from any other coroutine type.
+//
+// The common case, a deferred that has already fired, touches three fields: the state, the flags, and (as a
+// polymorphic object) the vtable pointer. What a real suspension needs (the slot lent to cancel(), the resume
+// node) is written only by await_suspend, so awaiting a fired deferred costs what reading it with get() costs.
 template <class U>
 class deferred_awaiter final : public continuation {
+  static constexpr std::uint8_t owns_handle = 1;        // took over the awaited rvalue's handle
+  static constexpr std::uint8_t holds_ref = 2;          // holds a reference instead (while suspended on it)
+  static constexpr std::uint8_t attached = 4;           // the result is ours to take (a consumer was attached)
+  static constexpr std::uint8_t already_continued = 8;  // another consumer had it: await_resume throws
+
  public:
   // The state stays alive through a handle for as long as the awaiter reads it: the awaited lvalue's (the
   // coroutine holds it across the suspension), or the one the awaiter took over from an rvalue (`owns_handle`).
   // An owned handle is given up once attached, so that a producer dropping every handle of its own is still
   // detected (broken_deferred_error); a reference replaces it then.
-  deferred_awaiter(state<U>* s, bool owns_handle) noexcept : state_(s), owns_handle_(owns_handle && s != nullptr) {}
+  deferred_awaiter(state<U>* s, bool take_handle) noexcept
+      : state_(s), flags_(take_handle && s != nullptr ? owns_handle : 0) {}
   deferred_awaiter(const deferred_awaiter&) = delete;
   deferred_awaiter& operator=(const deferred_awaiter&) = delete;
   ~deferred_awaiter() {
-    if (owns_handle_) state_->drop_handle();
-    if (holds_ref_) state_base::release(state_);
+    if ((flags_ & (owns_handle | holds_ref)) == 0) return;
+    if ((flags_ & owns_handle) != 0) state_->drop_handle();
+    if ((flags_ & holds_ref) != 0) state_base::release(state_);
   }
 
   // A fired deferred is consumed in await_resume, without suspending.
@@ -215,18 +228,19 @@ class deferred_awaiter final : public continuation {
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
-    resume_.handle = h;
+    ::new (static_cast<void*>(&resume_)) queued_resume{h, nullptr};
+    slot_ = nullptr;
     if (state_->is_continued()) {
-      already_continued_ = true;
+      flags_ |= already_continued;
       return false;
     }
     state<U>* const s = state_;
     // The owned handle becomes a reference before s is lent to cancel() below: borrowers hold no reference of
     // their own, so from then on only locked count updates are safe.
-    const bool drop_handle = std::exchange(owns_handle_, false);
+    const bool drop_handle = (flags_ & owns_handle) != 0;
     if (drop_handle) {
       s->add_ref();  // replaces the handle given up below, for await_resume and the destructor
-      holds_ref_ = true;
+      flags_ = static_cast<std::uint8_t>((flags_ & ~owns_handle) | holds_ref);
     }
     // Lend the awaited state to cancel() *before* attaching: once attached, another thread may fire it and
     // resume the coroutine before this function returns, so nothing here may run after a successful attach.
@@ -244,31 +258,33 @@ class deferred_awaiter final : public continuation {
         if (drop_handle) s->drop_handle();
         return true;
       case state_base::attach_result::ready_now:
-        attached_ = true;  // consumed by try_attach
+        flags_ |= attached;  // consumed by try_attach
         break;
       case state_base::attach_result::already_continued:
-        already_continued_ = true;
+        flags_ |= already_continued;
         break;
     }
     if constexpr (std::is_base_of_v<escape_mark, P>) h.promise().escaped = escaped_before;
     if (slot_ != nullptr) slot_->end();
     if (drop_handle) {  // not suspending: keep the handle after all
-      owns_handle_ = true;
-      holds_ref_ = false;
+      flags_ = static_cast<std::uint8_t>((flags_ & ~holds_ref) | owns_handle);
       state_base::release(s);
     }
     return false;
   }
 
   U await_resume() {
-    if (state_ == nullptr) throw empty_deferred_error();
-    if (already_continued_) throw already_continued_error();
-    if (!attached_) state_->consume_for_get();  // await_ready found it fired
+    if ((flags_ & (attached | already_continued)) == 0) {  // await_ready found it fired, or it is empty
+      if (state_ == nullptr) throw empty_deferred_error();
+      state_->consume_for_get();
+    } else if ((flags_ & already_continued) != 0) {
+      throw already_continued_error();
+    }
     return state_->take_value();
   }
 
   step on_ready(state_base&) noexcept override {
-    attached_ = true;
+    flags_ |= attached;
     if (slot_ != nullptr) slot_->end();
     resume_via_trampoline(&resume_);
     return {};
@@ -276,12 +292,12 @@ class deferred_awaiter final : public continuation {
 
  private:
   state<U>* state_;
-  bool owns_handle_;
-  bool holds_ref_ = false;
-  awaiting_slot* slot_ = nullptr;
-  queued_resume resume_;
-  bool attached_ = false;
-  bool already_continued_ = false;
+  std::uint8_t flags_;
+  // Made by await_suspend, read only after it: left uninitialised on the fired path.
+  awaiting_slot* slot_;
+  union {
+    queued_resume resume_;  // trivially destructible: the union needs no destructor
+  };
 };
 
 template <class T>
