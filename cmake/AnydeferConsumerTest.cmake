@@ -5,7 +5,8 @@
 #   MODE=pkgconfig  compile tests/consumer/main.cpp against the stage with `pkg-config --cflags --libs anydefer`
 #
 # Inputs: BUILD_DIR STAGE LIBDIR CONSUMER_SOURCE CXX CONFIG EXTRA_FLAGS (sanitizer flags of this build, may be
-# empty), GENERATOR MAKE_PROGRAM (package), PKG_CONFIG (pkgconfig).
+# empty), GENERATOR MAKE_PROGRAM REQUIRE_TBB REQUIRE_ASIO (package: the optional targets this build made, which the
+# package must then export), PKG_CONFIG (pkgconfig).
 cmake_minimum_required(VERSION 3.25)
 
 function(run)
@@ -26,7 +27,11 @@ if(MODE STREQUAL "install")
     set(_config_args --config "${CONFIG}")
   endif()
   run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${STAGE}" ${_config_args})
-  foreach(_expected
+  set(_optional_expected "")
+  if(REQUIRE_TBB)
+    list(APPEND _optional_expected "${STAGE}/${LIBDIR}/libanydefer_tbb.a" "${STAGE}/${LIBDIR}/pkgconfig/anydefer-tbb.pc")
+  endif()
+  foreach(_expected ${_optional_expected}
       "${STAGE}/${LIBDIR}/cmake/anydefer/anydeferConfig.cmake"
       "${STAGE}/${LIBDIR}/cmake/anydefer/anydeferConfigVersion.cmake"
       "${STAGE}/${LIBDIR}/cmake/anydefer/anydeferTargets.cmake"
@@ -49,6 +54,7 @@ elseif(MODE STREQUAL "package")
     list(APPEND _gen_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
   endif()
   run("${CMAKE_COMMAND}" -S "${CONSUMER_SOURCE}" -B "${_bin}" ${_gen_args}
+      "-DREQUIRE_TBB=${REQUIRE_TBB}" "-DREQUIRE_ASIO=${REQUIRE_ASIO}"
       "-DCMAKE_CXX_COMPILER=${CXX}"
       "-DCMAKE_BUILD_TYPE=${CONFIG}"
       "-DCMAKE_PREFIX_PATH=${STAGE}"
@@ -56,11 +62,14 @@ elseif(MODE STREQUAL "package")
       "-DCMAKE_CXX_FLAGS=${EXTRA_FLAGS}"
       "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
   run("${CMAKE_COMMAND}" --build "${_bin}" --config "${CONFIG}")
-  if(EXISTS "${_bin}/${CONFIG}/anydefer_consumer")
-    run("${_bin}/${CONFIG}/anydefer_consumer")
-  else()
-    run("${_bin}/anydefer_consumer")
-  endif()
+  file(READ "${_bin}/consumer_programs.txt" _programs)
+  foreach(_program IN LISTS _programs)
+    if(EXISTS "${_bin}/${CONFIG}/${_program}")
+      run("${_bin}/${CONFIG}/${_program}")
+    else()
+      run("${_bin}/${_program}")
+    endif()
+  endforeach()
 
 elseif(MODE STREQUAL "pkgconfig")
   set(_bin "${BUILD_DIR}/consumer-pkgconfig")

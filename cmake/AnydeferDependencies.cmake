@@ -9,9 +9,23 @@ endfunction()
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 
+# --- optional adapters: each is built when what it adapts is found ------------------------------------------------
+# oneTBB: anydefer::tbb (tbb_executor). Without it the core, the pool and the reactors build as usual.
 find_package(TBB CONFIG QUIET)
-if(NOT TBB_FOUND OR NOT TARGET TBB::tbb)
-  anydefer_missing("oneTBB (TBBConfig.cmake)" libtbb-dev)
+if(TBB_FOUND AND TARGET TBB::tbb)
+  set(ANYDEFER_WITH_TBB ON)
+else()
+  set(ANYDEFER_WITH_TBB OFF)
+  message(STATUS "anydefer: oneTBB not found (Debian package libtbb-dev): anydefer::tbb (tbb_executor) is not built")
+endif()
+
+# Standalone Asio (header-only): anydefer::asio (anydefer/asio/*.hpp), which needs only the core.
+find_path(ANYDEFER_ASIO_INCLUDE_DIR NAMES asio.hpp DOC "Directory containing standalone asio.hpp")
+if(ANYDEFER_ASIO_INCLUDE_DIR)
+  set(ANYDEFER_WITH_ASIO ON)
+else()
+  set(ANYDEFER_WITH_ASIO OFF)
+  message(STATUS "anydefer: standalone Asio not found (Debian package libasio-dev): anydefer::asio is not built")
 endif()
 
 # moodycamel::ConcurrentQueue is header-only; Debian installs it as /usr/include/concurrentqueue/concurrentqueue.h.
@@ -35,12 +49,6 @@ if(ANYDEFER_BUILD_TESTS)
     anydefer_missing("GoogleTest" libgtest-dev)
   endif()
 
-  # Standalone Asio (header-only) for the interop tests (tests/interop) and the anydefer/asio/*.hpp headers they
-  # use. The library itself never needs it.
-  find_path(ANYDEFER_ASIO_INCLUDE_DIR NAMES asio.hpp DOC "Directory containing standalone asio.hpp")
-  if(NOT ANYDEFER_ASIO_INCLUDE_DIR)
-    anydefer_missing("standalone Asio (asio.hpp), needed by the interop tests," libasio-dev)
-  endif()
 endif()
 
 # --- needed by the benchmarks -----------------------------------------------------------------------------------
@@ -51,9 +59,11 @@ if(ANYDEFER_BUILD_BENCH)
   endif()
 
   # Comparison baselines used by some benchmark programs.
-  find_path(ANYDEFER_ASIO_INCLUDE_DIR NAMES asio.hpp DOC "Directory containing standalone asio.hpp")
-  if(NOT ANYDEFER_ASIO_INCLUDE_DIR)
-    anydefer_missing("standalone Asio (asio.hpp)" libasio-dev)
+  if(NOT ANYDEFER_WITH_ASIO)
+    anydefer_missing("standalone Asio (asio.hpp), a benchmark peer," libasio-dev)
+  endif()
+  if(NOT ANYDEFER_WITH_TBB)
+    anydefer_missing("oneTBB (TBBConfig.cmake), a benchmark peer," libtbb-dev)
   endif()
 
   find_package(Boost CONFIG QUIET COMPONENTS thread)

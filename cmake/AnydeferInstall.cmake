@@ -1,5 +1,6 @@
 # Install rules: headers, static libraries, CMake package (anydeferConfig.cmake, version file, exported targets in
-# namespace anydefer::) and pkg-config file (anydefer.pc).
+# namespace anydefer::, with anydefer::tbb and anydefer::asio where they were built) and pkg-config files
+# (anydefer.pc, and anydefer-tbb.pc with anydefer::tbb).
 
 include(CMakePackageConfigHelpers)
 
@@ -7,7 +8,13 @@ set(ANYDEFER_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/anydefer"
     CACHE STRING "Where to install anydeferConfig.cmake (relative to the prefix)")
 mark_as_advanced(ANYDEFER_INSTALL_CMAKEDIR)
 
-install(TARGETS anydefer_core anydefer_executors anydefer
+set(_anydefer_installed_targets anydefer_core anydefer_executors anydefer)
+foreach(_anydefer_optional IN ITEMS anydefer_tbb anydefer_asio)
+  if(TARGET ${_anydefer_optional})
+    list(APPEND _anydefer_installed_targets ${_anydefer_optional})
+  endif()
+endforeach()
+install(TARGETS ${_anydefer_installed_targets}
   EXPORT anydeferTargets
   ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT anydefer_development
   LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT anydefer_development)
@@ -73,3 +80,16 @@ install(CODE "
 install(FILES "${PROJECT_BINARY_DIR}/anydefer.pc"
   DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig"
   COMPONENT anydefer_development)
+
+# anydefer-tbb.pc for tbb_executor: `pkg-config --cflags --libs anydefer-tbb` (anydefer's flags and oneTBB's).
+if(TARGET anydefer_tbb)
+  configure_file("${PROJECT_SOURCE_DIR}/cmake/anydefer-tbb.pc.in" "${PROJECT_BINARY_DIR}/anydefer-tbb.pc.configured" @ONLY)
+  install(CODE "
+    file(READ \"${PROJECT_BINARY_DIR}/anydefer-tbb.pc.configured\" _anydefer_pc)
+    string(REPLACE \"@ANYDEFER_PC_PREFIX@\" \"\${CMAKE_INSTALL_PREFIX}\" _anydefer_pc \"\${_anydefer_pc}\")
+    file(WRITE \"${PROJECT_BINARY_DIR}/anydefer-tbb.pc\" \"\${_anydefer_pc}\")
+  " COMPONENT anydefer_development)
+  install(FILES "${PROJECT_BINARY_DIR}/anydefer-tbb.pc"
+    DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig"
+    COMPONENT anydefer_development)
+endif()

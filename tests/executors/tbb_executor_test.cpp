@@ -1,4 +1,8 @@
-// Tests for tbb_executor.
+// Tests for tbb_executor (target anydefer::tbb; compiled only where it is built, ANYDEFER_TEST_WITH_TBB).
+#ifndef ANYDEFER_TEST_WITH_TBB
+#define ANYDEFER_TEST_WITH_TBB 0  // tests/CMakeLists.txt defines it to 1 where anydefer::tbb is built
+#endif
+#if ANYDEFER_TEST_WITH_TBB
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -58,3 +62,5 @@ TEST(TbbExecutorTest, StopFromOwnTaskDoesNotDeadlock) {
 }
 
 }  // namespace
+
+#endif  // ANYDEFER_TEST_WITH_TBB

@@ -5,16 +5,16 @@
 //   thread_pool      work-stealing worker threads for CPU-bound continuations
 //   reactor          a single-threaded event loop with timers
 //   reactor_group    one reactor per core
-//   tbb_executor     tasks run in a oneTBB task_arena
 // and time: call_later, add_timeout, defer_later, looping_call on any timer_service (a reactor, or test_clock for
 // tests).
+// The adapters are included and linked on their own: anydefer/executors/tbb_executor.hpp (target anydefer::tbb)
+// and anydefer/asio/*.hpp (target anydefer::asio).
 #pragma once
 
 #include "anydefer/executors/inline_executor.hpp"
 #include "anydefer/executors/manual_executor.hpp"
 #include "anydefer/executors/reactor.hpp"
 #include "anydefer/executors/reactor_group.hpp"
-#include "anydefer/executors/tbb_executor.hpp"
 #include "anydefer/executors/test_clock.hpp"
 #include "anydefer/executors/thread_pool.hpp"
 #include "anydefer/executors/timer_service.hpp"
