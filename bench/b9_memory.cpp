@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,15 +45,11 @@ std::int64_t vm_rss_bytes() {
 // (what a pending deferred costs when no freed state can be reused).
 class creation_counter {
  public:
-  creation_counter() noexcept : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)) {}
-  ~creation_counter() { anydefer::detail::set_state_cache_enabled(cache_was_on_); }
-  creation_counter(const creation_counter&) = delete;
-  creation_counter& operator=(const creation_counter&) = delete;
-
-  void begin() noexcept { start_ = bench::this_thread_allocs; }
+  void begin() noexcept { scope_.emplace(); }
   void end() noexcept {
-    allocations_ += bench::this_thread_allocs.allocations - start_.allocations;
-    bytes_ += bench::this_thread_allocs.bytes - start_.bytes;
+    allocations_ += static_cast<std::uint64_t>(scope_->allocations());
+    bytes_ += static_cast<std::uint64_t>(scope_->bytes());
+    scope_.reset();
   }
   void report(benchmark::State& state, double deferreds_per_op) const {
     const double ops = static_cast<double>(state.iterations());
@@ -65,8 +62,7 @@ class creation_counter {
   }
 
  private:
-  bool cache_was_on_;
-  bench::alloc_counts start_;
+  std::optional<bench::alloc_scope> scope_;  // state cache off from begin() to end()
   std::uint64_t allocations_ = 0;
   std::uint64_t bytes_ = 0;
 };

@@ -1,6 +1,6 @@
 // The allocation budget: one allocation per deferred state, none to fire, none to run a link on an executor. This
-// file replaces the global operator new/delete of the test binary with counting ones that count only on a thread
-// that asked them to, between start and stop.
+// file brings the test binary's counting operator new/delete (support/counting_new.hpp) and counts the calling
+// thread's allocations.
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -9,91 +9,14 @@
 #include <new>
 
 #include "anydefer/deferred.hpp"
-
-namespace {
-
-thread_local bool counting = false;
-thread_local long allocations = 0;
-thread_local long deallocations = 0;
-
-void* counted_allocate(std::size_t size, std::size_t alignment) {
-  if (counting) ++allocations;
-  if (size == 0) size = 1;
-  void* p = alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__
-                ? std::malloc(size)
-                : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-void counted_free(void* p) noexcept {
-  if (p == nullptr) return;
-  if (counting) ++deallocations;
-  std::free(p);
-}
-
-}  // namespace
-
-// NOLINTBEGIN(misc-new-delete-overloads): every replaceable form is replaced.
-void* operator new(std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
-void* operator new[](std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
-void* operator new(std::size_t size, std::align_val_t al) {
-  return counted_allocate(size, static_cast<std::size_t>(al));
-}
-void* operator new[](std::size_t size, std::align_val_t al) {
-  return counted_allocate(size, static_cast<std::size_t>(al));
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-// NOLINTEND(misc-new-delete-overloads)
+#include "support/counting_new.hpp"
 
 namespace {
 
 using anydefer::deferred;
 
-// Counts this thread's allocations from construction until stop(). anydefer's per-thread state cache is off
-// meanwhile, so that every state is a real heap allocation to count.
-class allocation_counter {
- public:
-  allocation_counter() : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)) {
-    allocations = 0;
-    deallocations = 0;
-    counting = true;
-  }
-  ~allocation_counter() {
-    counting = false;
-    anydefer::detail::set_state_cache_enabled(cache_was_on_);
-  }
-  allocation_counter(const allocation_counter&) = delete;
-  allocation_counter& operator=(const allocation_counter&) = delete;
-
-  long allocated() const { return allocations; }
-  long freed() const { return deallocations; }
-  void stop() { counting = false; }
-
- private:
-  bool cache_was_on_;
-};
+// Counts this thread's allocations from construction until stop(), with anydefer's state cache off.
+using allocation_counter = anydefer_testing::thread_scope;
 
 // Queues tasks on their intrusive `next` field; never allocates.
 class manual_executor {
@@ -125,8 +48,8 @@ TEST(DeferredMemoryTest, CountingAllocatorSeesAllocations) {
   int* p = new int(1);
   delete p;
 
-  EXPECT_EQ(counter.allocated(), 1);
-  EXPECT_EQ(counter.freed(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
+  EXPECT_EQ(counter.deallocations(), 1);
 }
 
 TEST(DeferredMemoryTest, NewDeferredAllocatesOnce) {
@@ -135,7 +58,7 @@ TEST(DeferredMemoryTest, NewDeferredAllocatesOnce) {
   {
     deferred<int> d;
     counter.stop();
-    EXPECT_EQ(counter.allocated(), 1);
+    EXPECT_EQ(counter.allocations(), 1);
   }
 }
 
@@ -147,7 +70,7 @@ TEST(DeferredMemoryTest, CopyingAHandleDoesNotAllocate) {
   deferred<int> moved = std::move(copy);
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 0);
+  EXPECT_EQ(counter.allocations(), 0);
 }
 
 TEST(DeferredMemoryTest, AddCallbackAllocatesOnce) {
@@ -163,7 +86,7 @@ TEST(DeferredMemoryTest, AddCallbackAllocatesOnce) {
   auto next = d.add_callback([pa, pb, pc](int v) { return v + *pa + *pb + *pc; });
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
 }
 
 TEST(DeferredMemoryTest, EachAddCallbackAllocatesOnce) {
@@ -180,7 +103,7 @@ TEST(DeferredMemoryTest, EachAddCallbackAllocatesOnce) {
   for (int i = 0; i < 10; ++i) end = end.add_callback([pa, pb, pc](int v) { return v + *pa + *pb + *pc; });
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 10);
+  EXPECT_EQ(counter.allocations(), 10);
 }
 
 TEST(DeferredMemoryTest, AddCallbackOnFiredDeferredAllocatesOnce) {
@@ -191,7 +114,7 @@ TEST(DeferredMemoryTest, AddCallbackOnFiredDeferredAllocatesOnce) {
   auto next = d.add_callback([](int v) { return v + 1; });
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
 }
 
 TEST(DeferredMemoryTest, FiringAChainDoesNotAllocate) {
@@ -205,7 +128,7 @@ TEST(DeferredMemoryTest, FiringAChainDoesNotAllocate) {
   d.callback(1);
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 0);
+  EXPECT_EQ(counter.allocations(), 0);
   EXPECT_EQ(sum, 4);
 }
 
@@ -217,12 +140,12 @@ TEST(DeferredMemoryTest, ScheduledAddCallbackAllocatesOnlyTheLink) {
 
   auto next = d.add_callback(ex, [&](int v) { seen = v; });
   d.callback(3);
-  long after_scheduling = counter.allocated();
+  long after_scheduling = counter.allocations();
   ex.run_all();
 
   counter.stop();
   EXPECT_EQ(after_scheduling, 1);
-  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
   EXPECT_EQ(seen, 3);
 }
 
@@ -234,7 +157,7 @@ TEST(DeferredMemoryTest, SubmitAllocatesOnce) {
   ex.run_all();
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
   EXPECT_EQ(d.get(), 5);
 }
 
@@ -246,7 +169,7 @@ TEST(DeferredMemoryTest, GetDoesNotAllocate) {
   int v = d.get();
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 0);
+  EXPECT_EQ(counter.allocations(), 0);
   EXPECT_EQ(v, 9);
 }
 
@@ -256,7 +179,7 @@ TEST(DeferredMemoryTest, SucceedAllocatesOnce) {
   auto d = anydefer::succeed(1);
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 1);
+  EXPECT_EQ(counter.allocations(), 1);
 }
 
 TEST(DeferredMemoryTest, DroppingTheChainFreesEveryState) {
@@ -269,8 +192,8 @@ TEST(DeferredMemoryTest, DroppingTheChainFreesEveryState) {
   }
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), 3);
-  EXPECT_EQ(counter.freed(), 3);
+  EXPECT_EQ(counter.allocations(), 3);
+  EXPECT_EQ(counter.deallocations(), 3);
 }
 
 TEST(DeferredMemoryTest, LinkReleasesItsCallbackAfterItRuns) {
@@ -296,7 +219,7 @@ TEST(DeferredMemoryTest, DroppingUnfiredChainFreesEveryState) {
   }
 
   counter.stop();
-  EXPECT_EQ(counter.allocated(), counter.freed());
+  EXPECT_EQ(counter.allocations(), counter.deallocations());
 }
 
 }  // namespace

@@ -19,65 +19,7 @@
 #include <vector>
 
 #include "anydefer/deferred.hpp"
-
-// --- counting operator new/delete: what a test allocates it must free --------------------------------------------
-namespace {
-
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-std::atomic<long> deallocations{0};
-
-void* counted_allocate(std::size_t size, std::size_t alignment) {
-  // relaxed: the totals are read after the counting threads were joined, which orders them.
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  if (size == 0) size = 1;
-  void* p = alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__
-                ? std::malloc(size)
-                : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-void counted_free(void* p) noexcept {
-  if (p == nullptr) return;
-  if (counting.load(std::memory_order_relaxed)) deallocations.fetch_add(1, std::memory_order_relaxed);
-  std::free(p);
-}
-
-}  // namespace
-
-// NOLINTBEGIN(misc-new-delete-overloads): every replaceable form is replaced.
-void* operator new(std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
-void* operator new[](std::size_t size) { return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
-void* operator new(std::size_t size, std::align_val_t al) {
-  return counted_allocate(size, static_cast<std::size_t>(al));
-}
-void* operator new[](std::size_t size, std::align_val_t al) {
-  return counted_allocate(size, static_cast<std::size_t>(al));
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_allocate(size, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p) noexcept { counted_free(p); }
-void operator delete[](void* p) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
-// NOLINTEND(misc-new-delete-overloads)
+#include "support/counting_new.hpp"  // this binary's counting operator new/delete: what a test allocates it must free
 
 namespace {
 
@@ -92,29 +34,9 @@ long scaled_rounds(long base) {
   return rounds > 0 ? rounds : 1;
 }
 
-// Counts allocations from construction to finish(); the test then checks they were all freed.
+// Counts allocations on every thread from construction to stop(); the test then checks they were all freed.
 // anydefer's state cache is off meanwhile: a state parked in a thread's cache would look like a leak.
-class leak_check {
- public:
-  leak_check() : cache_was_on_(anydefer::detail::set_state_cache_enabled(false)) {
-    allocations.store(0);
-    deallocations.store(0);
-    counting.store(true);
-  }
-  ~leak_check() {
-    counting.store(false);
-    anydefer::detail::set_state_cache_enabled(cache_was_on_);
-  }
-  leak_check(const leak_check&) = delete;
-  leak_check& operator=(const leak_check&) = delete;
-
-  void finish() { counting.store(false); }
-  long allocated() const { return allocations.load(); }
-  long freed() const { return deallocations.load(); }
-
- private:
-  bool cache_was_on_;
-};
+using leak_check = anydefer_testing::all_threads_scope;
 
 // Releases `n` threads at once, repeatedly. Spins briefly, then yields: the machine may have fewer cores than
 // threads.
@@ -204,13 +126,13 @@ TEST(DeferredRaceTest, FireRacingContinueRunsContinuationExactlyOnce) {
         // Both sides are done: whichever came second ran the continuation, exactly once.
         if (continuations.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
       });
-  leaks.finish();
+  leaks.stop();
   std::printf("continuation run by the consumer in %ld of %ld rounds, by the producer in the rest\n",
               run_by_consumer.load(), rounds);
 
   EXPECT_EQ(continuations.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 // Two threads, each with its own handle to one fired deferred, both get() it, then drop their handle: exactly one
@@ -281,11 +203,11 @@ TEST(DeferredRaceTest, FireRacingScheduledContinueRunsContinuationExactlyOnce) {
       [&](long r) {
         if (continuations.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
       });
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(continuations.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, ContinuationSeesWritesMadeBeforeFire) {
@@ -318,11 +240,11 @@ TEST(DeferredRaceTest, ContinuationSeesWritesMadeBeforeFire) {
          consumer.reset();
        }},
       [](long) {});
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(continuations.load(), rounds);
   EXPECT_EQ(stale_reads, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, FireRacingCancelAndContinueGivesOneCoherentOutcome) {
@@ -383,7 +305,7 @@ TEST(DeferredRaceTest, FireRacingCancelAndContinueGivesOneCoherentOutcome) {
         }
         after_round.reset();
       });
-  leaks.finish();
+  leaks.stop();
 
   std::printf("fire won %ld rounds, cancel won %ld\n", values.load(), cancellations.load());
 
@@ -391,7 +313,7 @@ TEST(DeferredRaceTest, FireRacingCancelAndContinueGivesOneCoherentOutcome) {
   EXPECT_EQ(surprises.load(), 0);
   EXPECT_EQ(incoherent_rounds, 0);
   EXPECT_EQ(late_fires_not_rejected, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, FireRacingCancellerThatFiresKeepsExactlyOneResult) {
@@ -449,13 +371,13 @@ TEST(DeferredRaceTest, FireRacingCancellerThatFiresKeepsExactlyOneResult) {
         bool coherent = continuations.load(std::memory_order_relaxed) == r + 1 && (refused ? v == -1 : v == 42);
         if (!coherent) ++incoherent_rounds;
       });
-  leaks.finish();
+  leaks.stop();
 
   std::printf("canceller won %ld of %ld rounds\n", canceller_won, rounds);
 
   EXPECT_EQ(continuations.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
@@ -496,12 +418,12 @@ TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
       [&](long r) {
         if (outcomes.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
       });
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(outcomes.load(), rounds);
   EXPECT_EQ(surprises.load(), 0);
   EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
@@ -529,10 +451,10 @@ TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
          waiter.reset();
        }},
       [](long) {});
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(wrong_values, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, FireRacingWaitForWakesTheWaiter) {
@@ -559,10 +481,10 @@ TEST(DeferredRaceTest, FireRacingWaitForWakesTheWaiter) {
          waiter.reset();
        }},
       [](long) {});
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(timeouts, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 TEST(DeferredRaceTest, DroppingLastProducerHandleRacingContinueBreaksTheChainOnce) {
@@ -593,11 +515,11 @@ TEST(DeferredRaceTest, DroppingLastProducerHandleRacingContinueBreaksTheChainOnc
       [&](long r) {
         if (broken.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
       });
-  leaks.finish();
+  leaks.stop();
 
   EXPECT_EQ(broken.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocated(), leaks.freed());
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
 }  // namespace
