@@ -11,8 +11,10 @@ namespace anydefer {
 test_clock::~test_clock() {
   std::unique_lock<std::mutex> lock(mutex_);
   closed_ = true;
-  // Rejecting may free a deferred whose destruction cancels another timer here: never call out under the lock.
-  while (task* t = timers_.pop_any()) {
+  // Earliest first, as advance() would have run them, so that what the rejections run happens in an order a
+  // test can state. Rejecting may free a deferred whose destruction cancels another timer here: never call out
+  // under the lock.
+  while (task* t = timers_.pop_due(time_point::max())) {
     lock.unlock();
     detail::reject_stopped(*t, "test_clock");
     lock.lock();

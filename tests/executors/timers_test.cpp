@@ -116,6 +116,18 @@ TEST(TestClockTest, DestructionRejectsPendingTimersWithExecutorStopped) {
   EXPECT_THROW(timer.get(), anydefer::executor_stopped_error);
 }
 
+TEST(TestClockTest, DestructionRejectsEarliestFirstEqualDeadlinesInSchedulingOrder) {
+  std::vector<std::string> log;
+  auto clock = std::make_unique<test_clock>();
+  recording_task a(*clock, log, "a"), b(*clock, log, "b"), c(*clock, log, "c"), d(*clock, log, "d");
+  clock->schedule_after(30ms, a);
+  clock->schedule_after(10ms, b);
+  clock->schedule_after(20ms, c);
+  clock->schedule_after(10ms, d);
+  clock.reset();  // the tasks outlive it
+  EXPECT_EQ(log, (std::vector<std::string>{"b rejected", "d rejected", "c rejected", "a rejected"}));
+}
+
 TEST(TestClockTest, ATimerScheduledWhileTheClockIsBeingDestroyedIsRejectedAtOnce) {
   auto clock = std::make_unique<test_clock>();
   test_clock& same_clock = *clock;  // unique_ptr::reset() nulls the pointer before the destructor runs

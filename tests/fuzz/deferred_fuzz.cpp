@@ -2,7 +2,7 @@
 // Each input is a little program over eight handle slots (create, chain, fire, cancel, drop, copy, get, gather,
 // deferred_list, race); any difference between anydefer and the model aborts with the program and both event
 // logs. Built and run by tools/fuzz; the committed corpus (tests/fuzz/corpus/) and any kept crashes
-// (tests/fuzz/crashes/) are replayed by tests/core/fuzz_regression_test.cpp in the normal test suite.
+// (tests/fuzz/crashes/) are replayed by tests/executors/fuzz_regression_test.cpp in the normal test suite.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

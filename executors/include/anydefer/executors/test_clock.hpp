@@ -14,7 +14,8 @@
 // tasks schedule that are already due; current_time() reads the new time throughout, as in Twisted (a
 // looping_call that missed intervals sees them all at once). Timers are never run anywhere else.
 //
-// Lifecycle: the destructor rejects every pending timer with executor_stopped_error, as a stopping reactor does,
+// Lifecycle: the destructor rejects every pending timer with executor_stopped_error (earliest first, equal
+// deadlines in scheduling order), as a stopping reactor does,
 // so a deferred guarded by a timer on it learns that its timer is gone; a timer scheduled meanwhile (by what a
 // rejection runs) is rejected at once.
 //
@@ -39,7 +40,7 @@ class test_clock final : public timer_service {
   test_clock(const test_clock&) = delete;
   test_clock& operator=(const test_clock&) = delete;
 
-  // Rejects every pending timer with executor_stopped_error.
+  // Rejects every pending timer with executor_stopped_error, earliest first.
   ~test_clock();
 
   time_point current_time() const noexcept override;
