@@ -16,15 +16,13 @@ using namespace state_cache;  // NOLINT(google-build-using-namespace): this file
 // Every cached block came from ::operator new with its class's size and goes back there (unless it ends in the
 // depot, which keeps what it holds for the life of the process), so a block may be freed on another thread than
 // the one that made it (it then joins that thread's cache).
-constexpr std::size_t kGranule = granule;
-constexpr std::size_t kClasses = classes;
 
 // Where a thread puts a full class when it frees yet another block of it, and where a thread whose class ran
 // empty looks before the global heap: whole batches of max_cached[c] blocks, so the lock is taken once per
 // batch. This is what makes a producer/consumer pair cheap: states made on one thread and freed on another
 // (every post to a pool through submit()) would otherwise fill the consumer's cache and drain the producer's,
 // and go through the global heap, whose cross-thread frees contend on its arena lock.
-constexpr std::size_t kMaxDepotBatches = 8;  // per class: at most 128 KiB, 8 MiB in all
+constexpr std::size_t max_depot_batches = 8;  // per class: at most 128 KiB, 8 MiB in all
 
 struct class_depot {
   std::mutex mutex;
@@ -33,7 +31,7 @@ struct class_depot {
   std::atomic<std::size_t> hint{0};  // batch_count, readable without the lock (relaxed: a hint)
 };
 // constinit and trivially destructible: valid for every thread_local destructor, including at exit.
-constinit class_depot depot[kClasses];
+constinit class_depot depot[classes];
 static_assert(std::is_trivially_destructible_v<class_depot>);
 
 // Takes a batch for class c, or nullptr. On success the batch holds max_cached[c] blocks.
@@ -52,7 +50,7 @@ free_block* take_batch(std::size_t c) noexcept {
 bool give_batch(std::size_t c, free_block* batch) noexcept {
   class_depot& d = depot[c];
   std::lock_guard<std::mutex> lock(d.mutex);
-  if (d.batch_count == kMaxDepotBatches) return false;
+  if (d.batch_count == max_depot_batches) return false;
   batch->next_batch = d.batches;
   d.batches = batch;
   d.hint.store(++d.batch_count, std::memory_order_relaxed);
@@ -74,7 +72,7 @@ bool use_cache() noexcept { return compiled_in && !this_thread.gone && enabled.l
 cache_owner::~cache_owner() {
   lists& tc = this_thread;
   tc.gone = true;
-  for (std::size_t c = 0; c < kClasses; ++c) {
+  for (std::size_t c = 0; c < classes; ++c) {
     for (free_block** list : {&tc.head[c], &tc.spare[c]}) {
       while (free_block* b = *list) {
         *list = b->next;
@@ -94,14 +92,14 @@ cache_owner::~cache_owner() {
 // A class that ran empty refills from its spare magazine (no lock), then a batch from the depot, then the heap.
 void* state_cache::allocate_slow(std::size_t size) {
   const std::size_t c = class_of(size);
-  if (c >= kClasses) return ::operator new(size);
-  if (!use_cache()) return ::operator new((c + 1) * kGranule);
+  if (c >= classes) return ::operator new(size);
+  if (!use_cache()) return ::operator new((c + 1) * granule);
   lists& tc = this_thread;
   if (!tc.owner_registered) register_cache_owner();
   if (tc.spare[c] != nullptr) {
     tc.head[c] = std::exchange(tc.spare[c], nullptr);
   } else if ((tc.head[c] = take_batch(c)) == nullptr) {
-    return ::operator new((c + 1) * kGranule);
+    return ::operator new((c + 1) * granule);
   }
   tc.count[c] = max_cached[c] - 1;
   free_block* b = tc.head[c];
@@ -114,7 +112,7 @@ void* state_cache::allocate_slow(std::size_t size) {
 // few dozen frames alive) does not trade a batch with the depot, under its lock, on every swing.
 void state_cache::deallocate_slow(void* p, std::size_t size) noexcept {
   const std::size_t c = class_of(size);
-  if (c >= kClasses || !use_cache()) {
+  if (c >= classes || !use_cache()) {
     ::operator delete(p);
     return;
   }

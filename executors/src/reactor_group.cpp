@@ -7,7 +7,7 @@ namespace anydefer {
 
 reactor_group::reactor_group(std::size_t size, bool pin, std::size_t quota) {
   if (size == 0) size = std::max<std::size_t>(1, std::thread::hardware_concurrency());
-  if (size > 1 && size <= detail::shard_channels::kMaxShards) {
+  if (size > 1 && size <= detail::shard_channels::max_shards) {
     channels_ = std::make_unique<detail::shard_channels>(size);
   }
   shards_.reserve(size);

@@ -24,25 +24,25 @@
 namespace anydefer {
 namespace {
 
-// Bounded spinning before parking: kSpinRounds scans of every queue, kPausesPerRound pause hints apart (a few
+// Bounded spinning before parking: spin_rounds scans of every queue, pauses_per_round pause hints apart (a few
 // tens of microseconds in all). Long enough to catch the next task of a busy burst without a futex round trip,
-// short enough that an idle pool is asleep almost at once. After kPauseRounds the rounds yield instead of
+// short enough that an idle pool is asleep almost at once. After pause_rounds the rounds yield instead of
 // pausing: when the machine has more runnable threads than cores (outside producers plus every worker), a
 // spinning worker would otherwise hold the core the producer needs to make the very work it waits for.
-constexpr int kSpinRounds = 32;
-constexpr int kPauseRounds = 4;
-constexpr int kPausesPerRound = 32;
+constexpr int spin_rounds = 32;
+constexpr int pause_rounds = 4;
+constexpr int pauses_per_round = 32;
 
-// Every kInjectionInterval-th task a worker looks at the injection queue before its own deque (as Tokio does
+// Every injection_interval-th task a worker looks at the injection queue before its own deque (as Tokio does
 // every 61 ticks), so outside submissions are not starved by a worker that keeps feeding itself.
-constexpr unsigned kInjectionInterval = 61;
+constexpr unsigned injection_interval = 61;
 
 // A worker takes outside submissions in batches of up to this many (moodycamel's bulk dequeue). Taken one at a
 // time, every task made the workers contend on the queue's shared indices, and two workers drained the queue
 // more slowly than one consumer alone (B8: raw_moodycamel_pool_sized against raw_moodycamel). The rest of a
 // batch goes onto the taker's deque, so a long task at the front of a batch does not hold the others back while
 // another worker is free to steal them.
-constexpr std::size_t kInjectionBatch = 8;
+constexpr std::size_t injection_batch = 8;
 
 // What the calling thread is to a pool: set for the lifetime of a worker thread, empty elsewhere.
 struct worker_identity {
@@ -119,11 +119,11 @@ struct thread_pool::impl {
     return placed::rejected;
   }
 
-  // Takes up to `max` (at most kInjectionBatch) outside tasks in one dequeue: returns the oldest and queues the
+  // Takes up to `max` (at most injection_batch) outside tasks in one dequeue: returns the oldest and queues the
   // others on this worker's deque, newest first, so that its owner pops them in the order they were posted
   // (thieves, taking from the other end, get the newest first).
-  task* take_injected(worker& w, std::size_t max = kInjectionBatch) noexcept {
-    task* batch[kInjectionBatch];
+  task* take_injected(worker& w, std::size_t max = injection_batch) noexcept {
+    task* batch[injection_batch];
     const std::size_t n = injection.try_dequeue_bulk(w.injection_token, batch, max);
     if (n == 0) return nullptr;
     for (std::size_t i = n; i-- > 1;) place_from_worker(w, *batch[i]);
@@ -154,7 +154,7 @@ struct thread_pool::impl {
   }
 
   task* find_task(worker& w) noexcept {
-    if (++w.tick % kInjectionInterval == 0) {
+    if (++w.tick % injection_interval == 0) {
       if (task* t = take_injected(w)) return t;
     }
     if (task* t = w.deque.pop()) return t;
@@ -163,9 +163,9 @@ struct thread_pool::impl {
   }
 
   task* spin_for_task(worker& w) noexcept {
-    for (int round = 0; round < kSpinRounds; ++round) {
-      if (round < kPauseRounds) {
-        for (int i = 0; i < kPausesPerRound; ++i) detail::cpu_relax();
+    for (int round = 0; round < spin_rounds; ++round) {
+      if (round < pause_rounds) {
+        for (int i = 0; i < pauses_per_round; ++i) detail::cpu_relax();
       } else {
         std::this_thread::yield();
       }

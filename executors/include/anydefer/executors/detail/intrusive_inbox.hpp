@@ -50,12 +50,12 @@ class intrusive_inbox {
   bool push(task& t) noexcept {
     // The first guess is "empty", not a load: a load would fetch the line shared and the CAS then upgrade it,
     // two transfers where the CAS alone makes one. The inbox of a loop that keeps up is empty at most pushes.
-    ANYDEFER_ASSERT((address_of(t) & kLast) == 0 && "intrusive_inbox: the last-node mark needs aligned tasks");
+    ANYDEFER_ASSERT((address_of(t) & last_mark) == 0 && "intrusive_inbox: the last-node mark needs aligned tasks");
     std::uintptr_t head = 0;
     std::uintptr_t desired = 0;
     do {
       if (head == 0) {
-        desired = address_of(t) | kLast;  // t.next stays untouched: see the file comment
+        desired = address_of(t) | last_mark;  // t.next stays untouched: see the file comment
       } else {
         t.next = reinterpret_cast<task*>(head);  // the head as stored, mark included
         desired = address_of(t);
@@ -79,7 +79,7 @@ class intrusive_inbox {
     b.last = untagged(link);
     while (link != 0) {  // reverse: newest-first stack -> oldest-first batch
       task* node = untagged(link);
-      link = (link & kLast) != 0 ? 0 : reinterpret_cast<std::uintptr_t>(node->next);
+      link = (link & last_mark) != 0 ? 0 : reinterpret_cast<std::uintptr_t>(node->next);
       node->next = b.first;
       b.first = node;
       ++b.size;
@@ -94,13 +94,13 @@ class intrusive_inbox {
   }
 
  private:
-  static constexpr std::uintptr_t kLast = 1;
+  static constexpr std::uintptr_t last_mark = 1;
   static_assert(alignof(task) > 1, "bit 0 of a task's address marks the last node");
 
   static std::uintptr_t address_of(task& t) noexcept { return reinterpret_cast<std::uintptr_t>(&t); }
-  static task* untagged(std::uintptr_t link) noexcept { return reinterpret_cast<task*>(link & ~kLast); }
+  static task* untagged(std::uintptr_t link) noexcept { return reinterpret_cast<task*>(link & ~last_mark); }
 
-  // A task's address, with kLast set when that task is the bottom node (0: empty).
+  // A task's address, with last_mark set when that task is the bottom node (0: empty).
   std::atomic<std::uintptr_t> head_{0};
 };
 

@@ -16,7 +16,7 @@
 // into: a hop moves one line once, as in a bare atomic ping-pong. On the 2-core test machine a loop that receives,
 // runs and sends measured about 60 ns per round trip this way against about 120 ns with separate lines.
 //
-// A shard polls n - 1 channels besides its general inbox, so the group uses channels only up to kMaxShards.
+// A shard polls n - 1 channels besides its general inbox, so the group uses channels only up to max_shards.
 //
 // Thread-safety: as intrusive_inbox (one producer thread and one consumer thread per inbox here). The object is
 // built before the shards start and destroyed after they finished. Never allocates after construction.
@@ -32,7 +32,7 @@ namespace anydefer::detail {
 class shard_channels {
  public:
   // Above this many shards a group posts through the general inboxes only: polling costs a load per channel.
-  static constexpr std::size_t kMaxShards = 64;
+  static constexpr std::size_t max_shards = 64;
 
   // Channels for every pair of `shards` shards. Throws std::bad_alloc.
   explicit shard_channels(std::size_t shards)
