@@ -544,7 +544,7 @@ TEST(ReactorGroupTest, AHopThroughAChannelWakesASleepingShard) {
 }
 
 TEST(ReactorGroupTest, AGroupTooLargeForChannelsStillCarriesTasksBetweenShards) {
-  anydefer::reactor_group group(anydefer::detail::shard_channels::kMaxShards + 1);
+  anydefer::reactor_group group(anydefer::detail::shard_channels::max_shards + 1);
   bounce_until_spent(group, 2, 3 * static_cast<long>(group.size()));
 }
 
