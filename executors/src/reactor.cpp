@@ -36,6 +36,7 @@ namespace {
 thread_local const void* current_loop = nullptr;
 
 // Installed on a thread while it runs a reactor loop: blocking there would deadlock (see reactor.hpp).
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and a wait_policy is never owned as such
 class reactor_wait_policy final : public wait_policy {
  public:
   bool before_block() override {

@@ -64,6 +64,7 @@ std::exception_ptr bad_alloc_error() noexcept {
 
 struct thread_pool::impl {
   // One worker: its deque, its thread, and the wait policy its thread uses.
+  // NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and a wait_policy is never owned as such
   struct alignas(64) worker final : wait_policy {
     worker(impl& p, std::size_t i)
         : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)), injection_token(p.injection) {}
@@ -269,13 +270,11 @@ void thread_pool::execute(task& t) noexcept {
     impl::worker& w = *p.workers[this_worker.index];
     switch (p.place_from_worker(w, t)) {
       case impl::placed::deque:
+      case impl::placed::injection:
         // Wake a parked worker whenever one sleeps, even for a single task: this worker may be busy for a long
         // time (or block until the task has run elsewhere), and an idle worker must take the task meanwhile, as
         // oneTBB and Taskflow do. When nobody sleeps this is the light fence (a compiler barrier where
         // membarrier is available) and one load.
-        p.parking.notify_one();
-        break;
-      case impl::placed::injection:
         p.parking.notify_one();
         break;
       case impl::placed::rejected:

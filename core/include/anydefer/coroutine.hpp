@@ -202,6 +202,7 @@ class awaiting_slot {
 // polymorphic object) the vtable pointer. What a real suspension needs (the slot lent to cancel(), the resume
 // node) is written only by await_suspend, so awaiting a fired deferred costs what reading it with get() costs.
 template <class U>
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and a continuation is never owned as such
 class deferred_awaiter final : public continuation {
   static constexpr std::uint8_t owns_handle = 1;        // took over the awaited rvalue's handle
   static constexpr std::uint8_t holds_ref = 2;          // holds a reference instead (while suspended on it)

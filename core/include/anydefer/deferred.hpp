@@ -150,7 +150,7 @@ class deferred {
   }
 
   // Fires with a failure. An empty exception_ptr is std::invalid_argument (thrown by failure's constructor).
-  void errback(failure error, std::source_location loc = std::source_location::current()) const {
+  void errback(const failure& error, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
     after_fire(s.fire_failure(error.exception()), s, loc);
   }
@@ -373,7 +373,7 @@ inline deferred<void> succeed(std::source_location loc = std::source_location::c
 
 // An already-failed deferred (Twisted's fail()).
 template <class T>
-deferred<T> fail(failure error, std::source_location loc = std::source_location::current()) {
+deferred<T> fail(const failure& error, std::source_location loc = std::source_location::current()) {
   auto* s = new detail::root_state<T>(loc);
   s->prefire_failure(error.exception());
   return detail::access::adopt<T>(s);

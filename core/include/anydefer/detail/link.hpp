@@ -214,6 +214,8 @@ template <class H, bool Stateless = std::is_empty_v<H>>
 class droppable {
  public:
   template <class A>
+    requires(!std::is_same_v<std::remove_cvref_t<A>, droppable>)
+  // NOLINTNEXTLINE(bugprone-forwarding-reference-overload): the constraint above (clang-tidy 14 reads enable_if only)
   explicit droppable(A&& a) : h_(std::forward<A>(a)) {}
   H& get() noexcept { return h_; }
   void drop() noexcept {}
@@ -225,6 +227,8 @@ template <class H>
 class droppable<H, false> {
  public:
   template <class A>
+    requires(!std::is_same_v<std::remove_cvref_t<A>, droppable>)
+  // NOLINTNEXTLINE(bugprone-forwarding-reference-overload): as above
   explicit droppable(A&& a) : h_(std::in_place, std::forward<A>(a)) {}
   H& get() noexcept { return *h_; }
   void drop() noexcept { h_.reset(); }

@@ -640,8 +640,8 @@ class state : public state_base {
   enum class holds : unsigned char { nothing, value, error };
   holds holds_ = holds::nothing;  // first: it fits in state_base's tail padding
   union storage {
-    storage() noexcept {}
-    ~storage() {}
+    storage() noexcept {}  // NOLINT(modernize-use-equals-default): = default is deleted for non-trivial members
+    ~storage() {}          // NOLINT(modernize-use-equals-default): as above; state<T> destroys the live member
     stored value;
     std::exception_ptr error;
   } result_;

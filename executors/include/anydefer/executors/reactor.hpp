@@ -75,6 +75,7 @@ class shard_channels;
 
 // A cache line of its own: every execute() from any thread reads the handle's pointer to its implementation,
 // and a neighbour written on another thread (a counter on the same stack frame, say) would bounce that line.
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and timer_service is never owned as such
 class alignas(64) reactor final : public timer_service {
  public:
   static constexpr std::size_t default_quota = 64;

@@ -57,6 +57,7 @@ class intrusive_inbox {
       if (head == 0) {
         desired = address_of(t) | last_mark;  // t.next stays untouched: see the file comment
       } else {
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): a tagged link, by design (see the file comment)
         t.next = reinterpret_cast<task*>(head);  // the head as stored, mark included
         desired = address_of(t);
       }
@@ -98,7 +99,9 @@ class intrusive_inbox {
   static_assert(alignof(task) > 1, "bit 0 of a task's address marks the last node");
 
   static std::uintptr_t address_of(task& t) noexcept { return reinterpret_cast<std::uintptr_t>(&t); }
-  static task* untagged(std::uintptr_t link) noexcept { return reinterpret_cast<task*>(link & ~last_mark); }
+  static task* untagged(std::uintptr_t link) noexcept {
+    return reinterpret_cast<task*>(link & ~last_mark);  // NOLINT(performance-no-int-to-ptr): a tagged link
+  }
 
   // A task's address, with last_mark set when that task is the bottom node (0: empty).
   std::atomic<std::uintptr_t> head_{0};
