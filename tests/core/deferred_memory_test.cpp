@@ -45,7 +45,8 @@ TEST(DeferredMemoryTest, CountingAllocatorSeesAllocations) {
   // Guards the tests below: a counter that never counts would make every budget pass.
   allocation_counter counter;
 
-  int* p = new int(1);
+  // Through a volatile pointer: a new-expression and its delete may otherwise be elided as a pair.
+  int* volatile p = new int(1);
   delete p;
 
   EXPECT_EQ(counter.allocations(), 1);

@@ -7,11 +7,12 @@
 // What the operations reach: chains (every add_*, callbacks that return values, throw, or return deferreds, new,
 // fired or existing ones), roots with cancellers that do nothing, fire, throw, or fire and then throw, cancel()
 // anywhere in a chain, dropped and copied handles, get(), gather/deferred_list/race, deferred coroutines that await
-// a slot (fired, unfired, empty or already continued; try/catch around the await; cancelled while suspended),
-// timers on a test_clock (defer_later, add_timeout, advance, and the clock destroyed with timers pending), and
-// links continued on two manual_executors whose run order the input chooses (run_one, stop). Every misuse row of
-// README that a single thread can reach is among them (negative delays, add_timeout on a continued deferred,
-// continuing on a stopped executor, ...).
+// a slot (fired, unfired, empty or already continued; try/catch around the await; after a resume_on hop;
+// cancelled while suspended or hopping), callbacks that cancel while they run, timers on a test_clock
+// (defer_later, add_timeout, a looping_call, advance, and the clock destroyed with timers pending), the
+// semaphore, lock and queue, and links continued on two manual_executors whose run order the input chooses.
+// Every misuse row of README that a single thread can reach is among them (negative delays, add_timeout on a
+// continued deferred, continuing on a stopped executor, ...).
 //
 // Single-threaded and deterministic: every hop to an executor waits in that executor's queue until the input runs
 // it, so any mismatch replays from its input. Shared by the libFuzzer target (deferred_fuzz.cpp) and the corpus
@@ -157,6 +158,9 @@ enum class op_kind : std::uint8_t {
   put,          // queue.put(a)
   take,         // slot d = queue.get()
   new_toolkit,  // destroy the semaphore, the lock and the queue (their waiters fail) and make new ones
+  loop_start,   // slot d = looping_call.start(1 + a % 3 ticks, now = a & 4).add_callback(log): its function logs
+                // each call, and (b % 3) throws, or stops the loop, on call 1 + (b >> 2) % 3
+  loop_stop,    // looping_call.stop()
   count_
 };
 
@@ -182,9 +186,16 @@ class reader {
   std::size_t i_ = 0;
 };
 
+// Combinators per program. cancel() of a combinator cancels every input, and an input that does not settle when
+// cancelled (a coroutine hopping to an executor only notes the cancel for its next await) is cancelled again by
+// every later cancel that reaches it: nested combinators that each take one deferred several times make that
+// exponential (4 inputs, 13 levels: 4^13 walks, half a minute). Past this many, a combinator decodes as a drop.
+inline constexpr int kMaxCombinators = 6;
+
 inline std::vector<op> decode(const std::uint8_t* data, std::size_t size) {
   reader r(data, size);
   std::vector<op> ops;
+  int combinators = 0;
   while (!r.done() && ops.size() < kMaxOps) {
     op o;
     o.kind = static_cast<op_kind>(r.byte() % static_cast<int>(op_kind::count_));
@@ -226,6 +237,11 @@ inline std::vector<op> decode(const std::uint8_t* data, std::size_t size) {
         if (o.kind == op_kind::list) o.a = r.byte() % 8;
         int n = r.byte() % 5;
         for (int i = 0; i < n; ++i) o.in.push_back(r.byte() % kSlots);
+        if (++combinators > kMaxCombinators) {
+          o.kind = op_kind::drop;
+          o.s = o.d;
+          o.in.clear();
+        }
         break;
       }
       case op_kind::later:
@@ -260,12 +276,19 @@ inline std::vector<op> decode(const std::uint8_t* data, std::size_t size) {
       case op_kind::take:
         o.d = r.byte() % kSlots;
         break;
+      case op_kind::loop_start:
+        o.d = r.byte() % kSlots;
+        o.a = r.byte();
+        o.b = r.byte();
+        break;
+      case op_kind::loop_stop:
+        break;
       case op_kind::add_on:
       case op_kind::coro: {
         int sd = r.byte();
         o.s = sd % kSlots;
         o.d = (sd / kSlots) % kSlots;
-        if (o.kind == op_kind::add_on) o.a = r.byte() % 4;
+        o.a = r.byte() % 4;  // add_on: executor and add_both; coro: bit 1 hops through resume_on(executor bit 0)
         o.b = r.byte();
         break;
       }
@@ -331,7 +354,8 @@ inline std::string op_text(const op& o) {
     case op_kind::stop_exec:
       return "e" + std::to_string(o.a & 1) + ".stop()";
     case op_kind::coro:
-      return sl(o.d) + " = coroutine(await " + sl(o.s) + ", then " + action_text(coro_action(o.b)) + ")";
+      return sl(o.d) + " = coroutine(" + ((o.a & 2) != 0 ? "resume_on(e" + std::to_string(o.a & 1) + "), " : "") +
+             "await " + sl(o.s) + ", then " + action_text(coro_action(o.b)) + ")";
     case op_kind::acquire:
       return sl(o.d) + " = " + ((o.a & 1) != 0 ? "lock" : "semaphore") + ".acquire().add_callback(" + action_text(o.b) +
              ")";
@@ -343,6 +367,14 @@ inline std::string op_text(const op& o) {
       return sl(o.d) + " = queue.get()";
     case op_kind::new_toolkit:
       return "semaphore, lock and queue destroyed, new ones made";
+    case op_kind::loop_start: {
+      static const char* const modes[] = {"", ", throws on call ", ", stops itself on call "};
+      return sl(o.d) + " = looping_call.start(" + std::to_string(1 + o.a % 3) +
+             " ms, now=" + std::to_string((o.a >> 2) & 1) + modes[o.b % 3] +
+             (o.b % 3 != 0 ? std::to_string(1 + (o.b >> 2) % 3) : "") + ")";
+    }
+    case op_kind::loop_stop:
+      return "looping_call.stop()";
     case op_kind::count_:
       break;
   }
@@ -502,7 +534,8 @@ class real_side {
         case op_kind::coro: {
           int id = next_id_++;
           graph_.add(slot_id_[o.s], id);
-          put(o.d, await_then_act(this, id, slots_[o.s], coro_action(o.b)), id);
+          anydefer::manual_executor* hop = (o.a & 2) != 0 ? &executors_[o.a & 1] : nullptr;
+          put(o.d, await_then_act(this, id, slots_[o.s], coro_action(o.b), hop), id);
           break;
         }
         case op_kind::acquire: {
@@ -532,6 +565,17 @@ class real_side {
         case op_kind::new_toolkit:
           new_toolkit();
           break;
+        case op_kind::loop_start: {
+          int id = next_id_++;
+          loop_calls_ = 0;
+          loop_mode_ = o.b % 3;
+          loop_at_ = 1 + (o.b >> 2) % 3;
+          put(o.d, loop_->start(ticks(1 + o.a % 3), (o.a & 4) != 0).add_callback(later_function<int>(id, 0)), id);
+          break;
+        }
+        case op_kind::loop_stop:
+          loop_->stop();
+          break;
         case op_kind::count_:
           break;
       }
@@ -541,10 +585,13 @@ class real_side {
     }
   }
 
-  // Destroys the clock, which rejects its pending timers, and starts a new one at time zero.
+  // Destroys the clock, which rejects its pending timers, and starts a new one at time zero (with a new
+  // looping_call: the old one, stopped by the rejection, was bound to the old clock).
   void new_clock() {
     clock_.reset();
+    loop_.reset();
     clock_ = std::make_unique<anydefer::test_clock>();
+    loop_.emplace(*clock_, loop_function());
   }
   std::size_t pending_timers() const { return clock_->pending(); }
 
@@ -642,6 +689,13 @@ class real_side {
     return r.has_value() ? std::to_string(r.value()) : describe(r.error().exception());
   }
 
+  // cancel() from inside a callback, through a copy: what the cancel runs may replace the slot meanwhile.
+  void cancel_from_callback(int k) {
+    if (!slots_[k].valid()) return;
+    deferred target = slots_[k];
+    target.cancel();
+  }
+
   // The action of a callback (see model::action for the meaning of each type).
   template <class Ret>
   Ret act(int link_id, int a, anydefer::result<int>& in) {
@@ -652,6 +706,7 @@ class real_side {
         case 0:
           return p;
         case 1:
+          if (p >= 16) cancel_from_callback(p & 7);
           return in.has_value() ? (in.value() + p) & 255 : p;
         case 2:
           throw fuzz_error(p);
@@ -751,13 +806,16 @@ class real_side {
              : up.add_callback(ex, on_value<int>(id, o.b, "cb"));
   }
 
-  // A deferred coroutine: awaits `awaited` (a failure, or an empty or already continued deferred, is caught),
-  // logs what it got, then does action `a` (one returning an int, or throwing).
-  static deferred await_then_act(real_side* side, int id, deferred awaited, int a) {
+  // A deferred coroutine: hops to `hop` first if given, then awaits `awaited` (a failure, an empty or already
+  // continued deferred, or a hop the executor rejects, is caught), logs what it got, then does action `a` (one
+  // returning an int, or throwing). Its parameter never outlives the try: the await takes it, the catch drops it.
+  static deferred await_then_act(real_side* side, int id, deferred awaited, int a, anydefer::manual_executor* hop) {
     std::optional<anydefer::result<int>> in;
     try {
+      if (hop != nullptr) co_await anydefer::resume_on(*hop);
       in.emplace(co_await std::move(awaited));
     } catch (...) {
+      deferred gone(std::move(awaited));
       in.emplace(anydefer::failure::current());
     }
     side->log_.push_back("K" + std::to_string(id) + ":await(" + text(*in) + ")");
@@ -828,6 +886,20 @@ class real_side {
   // Before the deferreds: an executor must outlive the links continued on it, and so must the clock its timers.
   anydefer::manual_executor executors_[kExecutors];
   std::unique_ptr<anydefer::test_clock> clock_ = std::make_unique<anydefer::test_clock>();
+  // The looping_call's function: logs each call; throws, or stops the loop, on call loop_at_ (loop_mode_ 1, 2).
+  int loop_calls_ = 0;
+  int loop_mode_ = 0;
+  int loop_at_ = 1;
+  std::function<void()> loop_function() {
+    return [this] {
+      ++loop_calls_;
+      log_.push_back("P" + std::to_string(loop_calls_));
+      if (loop_calls_ != loop_at_) return;
+      if (loop_mode_ == 1) throw fuzz_error(30);
+      if (loop_mode_ == 2) loop_->stop();
+    };
+  }
+  std::optional<anydefer::looping_call> loop_{std::in_place, *clock_, loop_function()};
   std::optional<anydefer::deferred_semaphore> semaphore_{std::in_place, kPermits};
   std::optional<anydefer::deferred_lock> lock_{std::in_place};
   std::optional<anydefer::deferred_queue<int>> queue_{std::in_place, kQueueSize, kQueueBacklog};
@@ -909,6 +981,11 @@ struct mnode {
   int guard_timer = -1;
   // a defer_later timer node: its timer
   int timer_index = -1;
+  // a coroutine: the deferred its parameter holds (until its await takes it), whether a cancel() came while it
+  // awaited no deferred, and whether its next resumption delivers what it awaited (else it comes off a hop)
+  int awaits = -1;
+  bool cancel_pending = false;
+  bool resumes_awaited = true;
   int act1 = 0;
   int act2 = 0;
   // combinator
@@ -1043,6 +1120,12 @@ class model {
         break;
       case op_kind::new_toolkit:
         new_toolkit();
+        break;
+      case op_kind::loop_start:
+        threw = loop_start(o);
+        break;
+      case op_kind::loop_stop:
+        threw = loop_stop();
         break;
       case op_kind::count_:
         break;
@@ -1240,7 +1323,11 @@ class model {
     if (queues_[k].empty()) return false;
     const int l = queues_[k].front();
     queues_[k].pop_front();
-    run_link(l, n_[l].upstream);
+    if (n_[l].kind == mnode::coro) {
+      resume(l, false);  // a coroutine's resume_on hop: it goes on to its await
+    } else {
+      run_link(l, n_[l].upstream);
+    }
     return true;
   }
 
@@ -1325,7 +1412,8 @@ class model {
   }
 
   // What a callback does, by action type (a & 7) and parameter p = a >> 3:
-  //   0 returns p; 1 returns (value + p) & 255, or p on a failure; 2 throws E p; 3 passes its input on (a
+  //   0 returns p; 1 returns (value + p) & 255, or p on a failure, after cancelling slot p & 7 if p >= 16 (a
+  //   cancel from inside a running callback, which may reach this very link); 2 throws E p; 3 passes its input on (a
   //   failure rethrown); 4 recovers cancelled_error to p, passes anything else on; 5 makes a new root (canceller
   //   from p), stores it in slot p & 7 and returns it; 6 returns succeed(p >> 1) or fail(E p >> 1); 7 returns
   //   the deferred in slot p & 7 (succeed(p >> 3) instead if that one waits on this link).
@@ -1336,6 +1424,12 @@ class model {
       case 0:
         return {false, -1, mresult::value(p)};
       case 1:
+        if (p >= 16 && slots_[p & 7] >= 0) {  // cancel() from the callback, through a copy of the handle
+          const int x = slots_[p & 7];
+          ++n_[x].handles;
+          cancel(x);
+          drop_handle(x);
+        }
         return {false, -1, mresult::value(in.ok ? (in.v + p) & 255 : p)};
       case 2:
         return {false, -1, mresult::error("E" + std::to_string(p))};
@@ -1402,8 +1496,11 @@ class model {
       fail_internal(x, "cancelled");
       return;
     }
-    if (n_[x].kind == mnode::coro) return;  // about to resume: it awaits nothing more, so there is nothing to cancel
-    if (n_[x].kind == mnode::timer) {       // defer_later's timer, before it fired: removed
+    if (n_[x].kind == mnode::coro) {  // awaiting no deferred right now: its next await is cancelled
+      n_[x].cancel_pending = true;
+      return;
+    }
+    if (n_[x].kind == mnode::timer) {  // defer_later's timer, before it fired: removed
       timers_[static_cast<std::size_t>(n_[x].timer_index)].live = false;
       fail_internal(x, "cancelled");
       return;
@@ -1460,7 +1557,7 @@ class model {
   struct mtimer {
     long deadline;
     long sequence;
-    int node;    // defer_later's timer node, or add_timeout's guard link
+    int node;    // defer_later's timer node, or add_timeout's guard link (-1: the looping_call's timer)
     bool guard;  // an add_timeout timer
     bool live;
   };
@@ -1499,6 +1596,10 @@ class model {
     mtimer& t = timers_[static_cast<std::size_t>(i)];
     t.live = false;
     const int x = t.node;
+    if (x < 0) {  // the looping_call's
+      loop_call_now();
+      return;
+    }
     if (t.guard) {
       const int guarded = n_[x].upstream;
       if (n_[guarded].ready) return;  // its result is on its way: it came in time
@@ -1515,6 +1616,10 @@ class model {
     mtimer& t = timers_[static_cast<std::size_t>(i)];
     t.live = false;
     const int x = t.node;
+    if (x < 0) {
+      loop_finish(mresult::error("stopped"));
+      return;
+    }
     if (t.guard) {
       n_[x].guard = mnode::unenforceable;
       cancel(n_[x].upstream);
@@ -1568,6 +1673,71 @@ class model {
     if (n_[g].guard == mnode::timed_out && cancelled) return mresult::error("timeout");
     if (n_[g].guard == mnode::unenforceable && cancelled) return mresult::error("stopped");
     return in;
+  }
+
+  // --- the looping_call ---
+
+  std::optional<std::string> loop_start(const op& o) {
+    const int id = next_id_++;
+    loop_calls_ = 0;
+    loop_mode_ = o.b % 3;
+    loop_at_ = 1 + (o.b >> 2) % 3;
+    if (loop_running_) return "logic";
+    const int d = make(mnode::root, -1);
+    n_[d].handles = 1;  // the loop's
+    loop_done_ = d;
+    loop_running_ = true;
+    loop_interval_ = 1 + o.a % 3;
+    loop_started_at_ = now_;
+    if ((o.a & 4) != 0) {
+      loop_call_now();
+    } else {
+      loop_timer_ = schedule_timer(-1, false, static_cast<int>(loop_interval_));
+    }
+    const int l = make(mnode::link, id);
+    n_[l].handles = 1;
+    n_[l].upstream = d;
+    if (try_attach(d, l, 0) == attach::ready_now) link_on_ready(l, d);
+    put(o.d, l);
+    return std::nullopt;
+  }
+
+  std::optional<std::string> loop_stop() {
+    if (!loop_running_) return "logic";
+    loop_running_ = false;
+    if (!loop_calling_ && loop_timer_ >= 0 && timers_[static_cast<std::size_t>(loop_timer_)].live) {
+      timers_[static_cast<std::size_t>(loop_timer_)].live = false;
+      loop_finish(mresult::value(0));
+    }
+    return std::nullopt;
+  }
+
+  // Calls the function, then schedules the next call at the next multiple of the interval from the start.
+  void loop_call_now() {
+    loop_calling_ = true;
+    ++loop_calls_;
+    log_.push_back("P" + std::to_string(loop_calls_));
+    std::optional<std::string> threw;
+    if (loop_calls_ == loop_at_ && loop_mode_ == 1) threw = "E30";
+    if (loop_calls_ == loop_at_ && loop_mode_ == 2) loop_stop();
+    loop_calling_ = false;
+    if (threw) {
+      loop_finish(mresult::error(*threw));
+    } else if (!loop_running_) {
+      loop_finish(mresult::value(0));
+    } else {
+      const long delay = loop_interval_ - (now_ - loop_started_at_) % loop_interval_;
+      loop_timer_ = schedule_timer(-1, false, static_cast<int>(delay));
+    }
+  }
+
+  void loop_finish(const mresult& r) {
+    loop_running_ = false;
+    const int d = std::exchange(loop_done_, -1);
+    if (d < 0 || n_[d].ready) return;
+    n_[d].ready = true;
+    n_[d].res = r;
+    publish(d);
   }
 
   // --- the toolkit: semaphore (0), lock (1), queue ---
@@ -1709,42 +1879,84 @@ class model {
     const int k = make(mnode::coro, id);
     n_[k].handles = 1;
     n_[k].act1 = coro_action(o.b);
-    if (x < 0) {
-      finish_coroutine(k, mresult::error("empty"));
-    } else {
-      ++n_[x].handles;  // the coroutine's parameter, whose handle the awaiter takes over
-      if (n_[x].consumer >= 0 || n_[x].consumed) {
-        drop_handle(x);
-        finish_coroutine(k, mresult::error("continued"));
-      } else if (n_[x].ready) {
-        n_[x].consumed = true;
-        drop_handle(x);
-        finish_coroutine(k, n_[x].res);
+    n_[k].awaits = x;
+    if (x >= 0) ++n_[x].handles;  // the coroutine's parameter
+    if ((o.a & 2) != 0) {         // co_await resume_on(executor): queued there, or refused at once
+      const int e = o.a & 1;
+      if (stopped_[e]) {
+        drop_awaited(k);  // the catch drops the parameter
+        finish_coroutine(k, mresult::error("stopped"));
       } else {
-        n_[k].upstream = x;
-        n_[k].ls = mnode::wait_up;
-        try_attach(x, k, 0);
-        drop_handle(x);  // suspended: the awaiter gives its handle up
+        n_[k].ls = mnode::queued;
+        n_[k].executor = e;
+        queues_[e].push_back(k);
       }
+    } else {
+      await_deferred(k);
     }
     put(o.d, k);
   }
 
-  // What coroutine k awaited fired: it resumes now, or after the coroutine this thread is resuming returns.
-  void resume(int k) {
+  // The coroutine's parameter handle goes (taken by the await, or dropped by the catch).
+  void drop_awaited(int k) {
+    const int x = std::exchange(n_[k].awaits, -1);
+    if (x >= 0) drop_handle(x);
+  }
+
+  // co_await std::move(awaited): a result now, or suspended on it (a cancel that came while the coroutine awaited
+  // nothing cancels it first).
+  void await_deferred(int k) {
+    const int x = n_[k].awaits;
+    if (x < 0) {
+      finish_coroutine(k, mresult::error("empty"));
+      return;
+    }
+    if (n_[x].consumer >= 0 || n_[x].consumed) {
+      drop_awaited(k);
+      finish_coroutine(k, mresult::error("continued"));
+      return;
+    }
+    if (!n_[x].ready && n_[k].cancel_pending) {
+      n_[k].cancel_pending = false;
+      cancel(x);
+    }
+    if (n_[x].ready) {
+      n_[x].consumed = true;
+      drop_awaited(k);
+      finish_coroutine(k, n_[x].res);
+      return;
+    }
+    n_[k].upstream = x;
+    n_[k].ls = mnode::wait_up;
+    try_attach(x, k, 0);
+    drop_awaited(k);  // suspended: the awaiter gives its handle up
+  }
+
+  // Coroutine k resumes (what it awaited fired, or its resume_on hop ran): now, or after the coroutine this
+  // thread is resuming returns.
+  void resume(int k, bool awaited_fired = true) {
     n_[k].ls = mnode::queued;
+    n_[k].resumes_awaited = awaited_fired;
     if (resuming_) {
       resumes_.push_back(k);
       return;
     }
     resuming_ = true;
-    finish_coroutine(k, n_[n_[k].upstream].res);
+    continue_coroutine(k);
     while (!resumes_.empty()) {
       const int next = resumes_.front();
       resumes_.pop_front();
-      finish_coroutine(next, n_[n_[next].upstream].res);
+      continue_coroutine(next);
     }
     resuming_ = false;
+  }
+
+  void continue_coroutine(int k) {
+    if (n_[k].resumes_awaited) {
+      finish_coroutine(k, n_[n_[k].upstream].res);
+    } else {
+      await_deferred(k);
+    }
   }
 
   void finish_coroutine(int k, const mresult& in) {
@@ -1917,6 +2129,15 @@ class model {
   std::deque<std::pair<int, int>> grants_;
   std::deque<int> getters_;
   std::deque<int> items_;
+  bool loop_running_ = false;
+  bool loop_calling_ = false;
+  int loop_done_ = -1;
+  int loop_timer_ = -1;
+  long loop_interval_ = 1;
+  long loop_started_at_ = 0;
+  int loop_calls_ = 0;
+  int loop_mode_ = 0;
+  int loop_at_ = 1;
   int slots_[kSlots];
   int next_id_ = 0;
   int list_reports_ = 0;
