@@ -1917,6 +1917,10 @@ class model {
       return;
     }
     if (!n_[x].ready && n_[k].cancel_pending) {
+      // The awaiting slot names x before the pending cancel is carried out: a cancel() of this coroutine that
+      // the cancel of x runs (a callback cancelling it) reaches x too.
+      n_[k].upstream = x;
+      n_[k].ls = mnode::wait_up;
       n_[k].cancel_pending = false;
       cancel(x);
     }
