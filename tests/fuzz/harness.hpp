@@ -1254,12 +1254,17 @@ class model {
     }
   }
 
-  void fail_internal(int x, const std::string& e) {
-    if (n_[x].ready) return;
+  // The library's claim, write, publish: x takes r unless it already has a result, and its consumer runs.
+  // Returns false if x had a result.
+  bool settle_and_publish(int x, const mresult& r) {
+    if (n_[x].ready) return false;
     n_[x].ready = true;
-    n_[x].res = mresult::error(e);
+    n_[x].res = r;
     publish(x);
+    return true;
   }
+
+  void fail_internal(int x, const std::string& e) { settle_and_publish(x, mresult::error(e)); }
 
   // callback()/errback() on node x.
   std::optional<std::string> fire(int x, const mresult& r) {
@@ -1607,9 +1612,7 @@ class model {
       cancel(guarded);
       return;
     }
-    n_[x].ready = true;
-    n_[x].res = mresult::value(0);
-    publish(x);
+    settle_and_publish(x, mresult::value(0));
   }
 
   void reject_timer(int i) {
@@ -1734,10 +1737,7 @@ class model {
   void loop_finish(const mresult& r) {
     loop_running_ = false;
     const int d = std::exchange(loop_done_, -1);
-    if (d < 0 || n_[d].ready) return;
-    n_[d].ready = true;
-    n_[d].res = r;
-    publish(d);
+    if (d >= 0) settle_and_publish(d, r);
   }
 
   // --- the toolkit: semaphore (0), lock (1), queue ---
@@ -1804,25 +1804,15 @@ class model {
   }
 
   void fire_or_release(int which, int w) {
-    if (n_[w].ready) {  // cancelled after it left the queue: the permit goes on
-      release(which);
-      return;
-    }
-    n_[w].ready = true;
-    n_[w].res = mresult::value(0);
-    publish(w);
+    if (!settle_and_publish(w, mresult::value(0))) release(which);  // cancelled after it left the queue
   }
 
   std::optional<std::string> queue_put(int v) {
     while (!getters_.empty()) {
       const int g = getters_.front();
       getters_.pop_front();
-      --n_[g].handles;            // the queue's
-      if (n_[g].ready) continue;  // fired by hand meanwhile: it refuses the item
-      n_[g].ready = true;
-      n_[g].res = mresult::value(v);
-      publish(g);
-      return std::nullopt;
+      --n_[g].handles;                                                    // the queue's
+      if (settle_and_publish(g, mresult::value(v))) return std::nullopt;  // else fired by hand: it refuses the item
     }
     if (items_.size() >= kQueueSize) return "overflow";
     items_.push_back(v);
@@ -1967,9 +1957,7 @@ class model {
     log_.push_back("K" + std::to_string(n_[k].id) + ":await(" + in.text() + ")");
     const outcome out = action(k, n_[k].act1, in);
     n_[k].ls = mnode::done;
-    n_[k].ready = true;
-    n_[k].res = out.r;
-    publish(k);
+    settle_and_publish(k, out.r);
   }
 
   // --- combinators ---
