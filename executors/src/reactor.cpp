@@ -1,11 +1,12 @@
 #include "anydefer/executors/reactor.hpp"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "anydefer/detail/sync/cpu_relax.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
+#include "anydefer/executors/detail/io_operation.hpp"
 #include "anydefer/executors/detail/reject.hpp"
 #include "anydefer/executors/detail/shard_channels.hpp"
 #include "anydefer/executors/detail/task_fifo.hpp"
@@ -47,15 +49,68 @@ class reactor_wait_policy final : public wait_policy {
 };
 reactor_wait_policy reactor_policy;  // stateless: one instance serves every reactor thread
 
+// A descriptor that closes itself, for the constructor's error paths.
+class owned_fd {
+ public:
+  explicit owned_fd(int fd, const char* what) : fd_(fd) {
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), std::string("anydefer::reactor: ") + what);
+  }
+  owned_fd(const owned_fd&) = delete;
+  owned_fd& operator=(const owned_fd&) = delete;
+  ~owned_fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+std::string fd_message(const char* what, int fd) {
+  return std::string("anydefer::reactor: ") + what + " fd " + std::to_string(fd);
+}
+
+// epoll_pwait2 (Linux 5.11) takes a timespec; where the kernel refuses it, epoll_wait with the timeout rounded up
+// to whole milliseconds (a timer then fires up to 1 ms late, never early).
+std::atomic<bool> pwait2_refused{false};
+
+int wait_for_events(int epoll_fd, epoll_event* events, int capacity, const timespec* timeout) noexcept {
+  if (!pwait2_refused.load(std::memory_order_relaxed)) {
+    const int n = ::epoll_pwait2(epoll_fd, events, capacity, timeout, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    pwait2_refused.store(true, std::memory_order_relaxed);
+  }
+  int ms = -1;
+  if (timeout != nullptr) {
+    const long long ns = static_cast<long long>(timeout->tv_sec) * 1'000'000'000 + timeout->tv_nsec;
+    const long long rounded_up = (ns + 999'999) / 1'000'000;
+    ms = rounded_up > 86'400'000 ? 86'400'000 : static_cast<int>(rounded_up);
+  }
+  return ::epoll_wait(epoll_fd, events, capacity, ms);
+}
+
 }  // namespace
 
 struct reactor::impl {
-  explicit impl(std::size_t q) : quota(q == 0 ? 1 : q), event_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    if (event_fd < 0) throw std::system_error(errno, std::generic_category(), "anydefer::reactor: eventfd");
+  explicit impl(std::size_t q) : quota(q == 0 ? 1 : q) {
+    owned_fd wake(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd");
+    owned_fd poller(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = wake_token;
+    if (::epoll_ctl(poller.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
+      throw std::system_error(errno, std::generic_category(), "anydefer::reactor: epoll_ctl on its eventfd");
+    }
+    event_fd = wake.release();
+    epoll_fd = poller.release();
   }
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
-  ~impl() { ::close(event_fd); }
+  ~impl() {
+    ::close(epoll_fd);
+    ::close(event_fd);
+  }
 
   // While alive, the calling thread is this reactor's loop thread: local execute(), would-block wait policy.
   class loop_scope {
@@ -87,8 +142,191 @@ struct reactor::impl {
     [[maybe_unused]] const ssize_t written = ::write(event_fd, &one, sizeof one);
   }
 
-  // Loop side of the sleep protocol: announce, re-check, then block until the eventfd is written or the next
-  // timer is due.
+  // --- I/O readiness (loop thread only) -------------------------------------------------------------------------
+  // Every descriptor that has a waiter is in the epoll set with the interest of its waiters. When a wait fires the
+  // interest stays (the common case is a loop that waits again at once: no epoll_ctl); a descriptor reported in a
+  // direction nobody waits for then loses that interest, and one reported with an error or hang-up while nobody
+  // waits at all leaves the set (level-triggered, both would otherwise be reported on every iteration).
+
+  struct fd_entry {
+    detail::io_waiter* reader = nullptr;
+    detail::io_waiter* writer = nullptr;
+    std::uint32_t interest = 0;  // EPOLLIN | EPOLLOUT as registered
+    bool in_epoll = false;
+  };
+
+  static constexpr std::uint64_t wake_token = ~std::uint64_t{0};  // epoll data of the eventfd
+  static constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+  static constexpr std::uint32_t write_events = EPOLLOUT | EPOLLHUP | EPOLLERR;
+  static constexpr int max_events = 128;
+
+  static detail::io_waiter*& slot_of(fd_entry& e, detail::io_waiter::direction d) noexcept {
+    return d == detail::io_waiter::direction::read ? e.reader : e.writer;
+  }
+  static std::uint32_t bit_of(detail::io_waiter::direction d) noexcept {
+    return d == detail::io_waiter::direction::read ? EPOLLIN : EPOLLOUT;
+  }
+
+  // Registers `interest` for `fd` (ADD or MOD as the table says, falling back to the other when the kernel
+  // disagrees: a descriptor closed and reopened under the same number). Throws std::system_error.
+  void set_interest(int fd, std::uint32_t interest) {
+    fd_entry& e = fds[static_cast<std::size_t>(fd)];
+    epoll_event ev{};
+    ev.events = interest;
+    ev.data.u64 = static_cast<std::uint64_t>(fd);
+    int op = e.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = ::epoll_ctl(epoll_fd, op, fd, &ev);
+    if (rc != 0 && ((op == EPOLL_CTL_MOD && errno == ENOENT) || (op == EPOLL_CTL_ADD && errno == EEXIST))) {
+      op = op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+      rc = ::epoll_ctl(epoll_fd, op, fd, &ev);
+    }
+    if (rc != 0) throw std::system_error(errno, std::generic_category(), fd_message("epoll_ctl cannot watch", fd));
+    e.in_epoll = true;
+    e.interest = interest;
+  }
+
+  // Takes `fd` out of the epoll set (errors mean the kernel had already forgotten it: closed).
+  void remove_from_epoll(int fd) noexcept {
+    fd_entry& e = fds[static_cast<std::size_t>(fd)];
+    if (e.in_epoll) ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    e.in_epoll = false;
+    e.interest = 0;
+  }
+
+  void watch(detail::io_waiter& w) {
+    const int fd = w.fd();
+    if (fd < 0) throw std::system_error(EBADF, std::generic_category(), fd_message("cannot watch", fd));
+    if (static_cast<std::size_t>(fd) >= fds.size()) fds.resize(static_cast<std::size_t>(fd) + 1);
+    fd_entry& e = fds[static_cast<std::size_t>(fd)];
+    detail::io_waiter*& slot = slot_of(e, w.waits_for());
+    if (slot != nullptr && slot->cancelled()) {  // stale: cancelled from another thread, take-back on its way
+      detail::io_waiter* stale = std::exchange(slot, nullptr);
+      --io_waiters;
+      stale->ready();  // lets it go; it cannot wait on this descriptor again, being cancelled
+    }
+    if (slot != nullptr) {
+      throw std::logic_error(fd_message(w.waits_for() == detail::io_waiter::direction::read
+                                            ? "a wait for readable is already pending on"
+                                            : "a wait for writable is already pending on",
+                                        fd));
+    }
+    // The interest registered for this descriptor is trusted only while its own report is being dispatched (a
+    // reader that waits again from its callback: the steady state of a server, no system call). Anywhere else
+    // it is registered again, one epoll_ctl: the descriptor may have been closed and its number reused since
+    // (the kernel then forgot it; MOD fails with ENOENT and set_interest() adds it).
+    const std::uint32_t bit = bit_of(w.waits_for());
+    if (!e.in_epoll || (e.interest & bit) == 0 || fd != dispatching_fd) set_interest(fd, e.interest | bit);
+    slot = &w;
+    ++io_waiters;
+  }
+
+  bool unwatch(detail::io_waiter& w) noexcept {
+    const auto fd = static_cast<std::size_t>(w.fd());
+    if (w.fd() < 0 || fd >= fds.size()) return false;
+    detail::io_waiter*& slot = slot_of(fds[fd], w.waits_for());
+    if (slot != &w) return false;
+    slot = nullptr;
+    --io_waiters;
+    return true;
+  }
+
+  void forget_fd(int fd, const std::exception_ptr& why) noexcept {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= fds.size()) return;
+    fd_entry& e = fds[static_cast<std::size_t>(fd)];
+    detail::io_waiter* r = std::exchange(e.reader, nullptr);
+    detail::io_waiter* w = std::exchange(e.writer, nullptr);
+    remove_from_epoll(fd);
+    if (r != nullptr) {
+      --io_waiters;
+      r->abandoned(why);
+    }
+    if (w != nullptr) {
+      --io_waiters;
+      w->abandoned(why);
+    }
+  }
+
+  // One descriptor's report. Each waiter is taken out of the table before it runs (it may wait again, forget the
+  // descriptor, or free itself); the second is looked up again after the first ran.
+  void dispatch(int fd, std::uint32_t events) noexcept {
+    const auto index = static_cast<std::size_t>(fd);
+    if (index >= fds.size()) return;
+    bool idle_read = false;
+    bool idle_write = false;
+    dispatching_fd = fd;
+    if ((events & read_events) != 0) {
+      if (detail::io_waiter* r = std::exchange(fds[index].reader, nullptr)) {
+        --io_waiters;
+        r->ready();
+      } else {
+        idle_read = (events & EPOLLIN) != 0;
+      }
+    }
+    if ((events & write_events) != 0) {
+      if (detail::io_waiter* w = std::exchange(fds[index].writer, nullptr)) {
+        --io_waiters;
+        w->ready();
+      } else {
+        idle_write = (events & EPOLLOUT) != 0;
+      }
+    }
+    dispatching_fd = -1;
+    fd_entry& e = fds[index];  // the waiters may have grown the table
+    if (!e.in_epoll) return;
+    std::uint32_t keep = e.interest;
+    if (idle_read && e.reader == nullptr) keep &= ~std::uint32_t{EPOLLIN};
+    if (idle_write && e.writer == nullptr) keep &= ~std::uint32_t{EPOLLOUT};
+    const bool nobody = e.reader == nullptr && e.writer == nullptr;
+    if (keep == 0 || (nobody && (events & (EPOLLHUP | EPOLLERR)) != 0)) {
+      remove_from_epoll(fd);
+    } else if (keep != e.interest) {
+      try {
+        set_interest(fd, keep);
+      } catch (const std::system_error&) {
+        remove_from_epoll(fd);  // closed meanwhile: the waiters left, if any, see EBADF when they retry
+      }
+    }
+  }
+
+  // Waits in epoll for at most `timeout` (nullptr: until something happens) and runs the waiters of what was
+  // reported. Returns true if the eventfd was among the reports.
+  bool poll_io(const timespec* timeout) noexcept {
+    std::array<epoll_event, max_events> events;  // NOLINT(cppcoreguidelines-pro-type-member-init): the kernel fills it
+    const int n = wait_for_events(epoll_fd, events.data(), max_events, timeout);
+    bool woken = false;
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& e = events[static_cast<std::size_t>(i)];
+      if (e.data.u64 == wake_token) {
+        woken = true;
+      } else {
+        dispatch(static_cast<int>(e.data.u64), e.events);
+      }
+    }
+    return woken;
+  }
+
+  void drain_eventfd() const noexcept {
+    std::uint64_t drained_count = 0;
+    // Clears the eventfd (EAGAIN if nobody wrote it).
+    [[maybe_unused]] const ssize_t got = ::read(event_fd, &drained_count, sizeof drained_count);
+  }
+
+  // The final drain's last step for I/O: every pending wait fails with executor_stopped_error.
+  void abandon_waiters() noexcept {
+    if (io_waiters == 0) return;
+    std::exception_ptr why;
+    try {
+      why = std::make_exception_ptr(executor_stopped_error("anydefer: reactor is stopped; the wait is abandoned"));
+    } catch (...) {
+      why = std::current_exception();
+    }
+    for (std::size_t fd = 0; fd < fds.size() && io_waiters > 0; ++fd) {
+      if (fds[fd].reader != nullptr || fds[fd].writer != nullptr) forget_fd(static_cast<int>(fd), why);
+    }
+  }
+
+  // Loop side of the sleep protocol: announce, re-check, then block until the eventfd is written, a watched
+  // descriptor reports, or the next timer is due.
   void sleep() noexcept {
     sleeping.store(true, std::memory_order_relaxed);
     // The announcement is ordered before the re-checks below (the loop half of the Dekker pair, the heavy side:
@@ -102,7 +340,6 @@ struct reactor::impl {
     bool skip = anything_posted() || gate.closed();
     if (!skip && deadline && *deadline <= clock::now()) skip = true;
     if (!skip) {
-      pollfd fd{event_fd, POLLIN, 0};
       timespec timeout{};
       timespec* timeout_ptr = nullptr;
       if (deadline) {
@@ -112,12 +349,12 @@ struct reactor::impl {
         timeout.tv_nsec = static_cast<long>(ns % 1'000'000'000);
         timeout_ptr = &timeout;
       }
-      ::ppoll(&fd, 1, timeout_ptr, nullptr);  // EINTR or timeout: the loop re-checks everything anyway
+      // EINTR or timeout: the loop re-checks everything anyway. An eventfd written while the loop was not
+      // blocked here stays readable, so it is reported (and cleared) by a later wait.
+      if (poll_io(timeout_ptr)) drain_eventfd();
+      polled_just_now = true;
     }
     sleeping.store(false, std::memory_order_relaxed);  // relaxed: only ever causes a redundant eventfd write
-    std::uint64_t drained_count = 0;
-    // Clears the eventfd (EAGAIN if nobody wrote it).
-    [[maybe_unused]] const ssize_t got = ::read(event_fd, &drained_count, sizeof drained_count);
   }
 
   // The channels from other shards first, then the general inbox. Each source keeps its producers' order; there
@@ -191,6 +428,12 @@ struct reactor::impl {
   std::size_t iterate() noexcept {
     collect_inbox();
     collect_due_timers();
+    // Sockets between batches of tasks, unless the sleep that just ended polled them.
+    if (io_waiters > 0 && !polled_just_now) {
+      const timespec now_only{};
+      if (poll_io(&now_only)) drain_eventfd();
+    }
+    polled_just_now = false;
     std::size_t ran = 0;
     while (ran < quota) {
       task* t = ready.pop_front();
@@ -229,7 +472,8 @@ struct reactor::impl {
         has_timers.store(false, std::memory_order_relaxed);
       }
       while (task* t = doomed.pop_front()) detail::reject_stopped(*t, "reactor");
-      if (ready.empty() && !anything_posted()) break;
+      abandon_waiters();
+      if (ready.empty() && !anything_posted() && io_waiters == 0) break;
     }
     finished = true;
     return ran;
@@ -241,14 +485,16 @@ struct reactor::impl {
     loop_scope scope(*this);
     while (!gate.closed()) {
       iterate();
-      if (ready.empty() && !spin_for_inbox()) sleep();
+      // With a wait pending, an idle loop sleeps in epoll at once: spinning on the inbox would delay sockets.
+      if (ready.empty() && (io_waiters > 0 || !spin_for_inbox())) sleep();
     }
     finish();
   }
 
   // Read-mostly: constant once the loop runs, read by producers on every execute() (channels, shard_index).
   const std::size_t quota;
-  const int event_fd;
+  int event_fd = -1;  // constant once constructed
+  int epoll_fd = -1;  // constant once constructed
   // For a shard of a reactor_group (set by join_group() before the loop starts): the group's channels, this
   // shard's index, and the channels it consumes (detail/shard_channels.hpp).
   detail::shard_channels* channels = nullptr;
@@ -264,6 +510,13 @@ struct reactor::impl {
   detail::timer_heap timers;            // guarded by timer_mutex
   std::atomic<bool> has_timers{false};  // written under timer_mutex: the heap is not empty (a hint for iterate())
   bool timers_closed = false;           // guarded by timer_mutex: set by the final drain, then schedule_* reject
+
+  // Loop thread only: the waits on descriptors, indexed by descriptor; how many are pending; whether the sleep
+  // that just ended polled epoll (iterate() then does not poll again).
+  std::vector<fd_entry> fds;
+  std::size_t io_waiters = 0;
+  bool polled_just_now = false;
+  int dispatching_fd = -1;  // the descriptor whose report dispatch() is running the waiters of
 
   std::mutex loop_mutex;  // held by whichever thread runs the loop (run, run_once, start's thread, destructor)
   bool finished = false;  // guarded by loop_mutex
@@ -432,6 +685,61 @@ void reactor::join_group(detail::shard_channels& channels, std::size_t index) {
   }
   p.channels = &channels;
   p.shard_index = index;
+}
+
+void reactor::watch(detail::io_waiter& w) {
+  impl& p = *impl_;
+  if (current_loop != &p) throw std::logic_error("anydefer::reactor::watch: only on the reactor's loop thread");
+  if (p.gate.closed()) {
+    std::exception_ptr why;
+    try {
+      why = std::make_exception_ptr(executor_stopped_error("anydefer: reactor is stopped and accepts no new wait"));
+    } catch (...) {
+      why = std::current_exception();
+    }
+    w.abandoned(std::move(why));
+    return;
+  }
+  p.watch(w);
+}
+
+bool reactor::unwatch(detail::io_waiter& w) noexcept { return impl_->unwatch(w); }
+
+void reactor::forget_fd(int fd) {
+  impl& p = *impl_;
+  if (current_loop != &p) throw std::logic_error("anydefer::reactor::forget_fd: only on the reactor's loop thread");
+  p.forget_fd(fd, std::make_exception_ptr(cancelled_error()));
+}
+
+namespace {
+
+// The deferred of wait_readable()/wait_writable(): fires once the descriptor reports.
+class fd_wait final : public detail::io_operation<void> {
+ public:
+  fd_wait(reactor& loop, int fd, direction d, std::source_location loc) noexcept : io_operation(loop, fd, d, loc) {}
+
+ private:
+  void on_ready() noexcept override {
+    settle_value();  // false if cancelled meanwhile: nothing was taken from the descriptor
+    finished();
+  }
+};
+
+deferred<void> start_wait(reactor& loop, int fd, detail::io_waiter::direction d, std::source_location loc) {
+  auto* s = new fd_wait(loop, fd, d, loc);
+  deferred<void> out = detail::access::adopt<void>(s);
+  s->start();
+  return out;
+}
+
+}  // namespace
+
+deferred<void> reactor::wait_readable(int fd, std::source_location loc) {
+  return start_wait(*this, fd, detail::io_waiter::direction::read, loc);
+}
+
+deferred<void> reactor::wait_writable(int fd, std::source_location loc) {
+  return start_wait(*this, fd, detail::io_waiter::direction::write, loc);
 }
 
 }  // namespace anydefer

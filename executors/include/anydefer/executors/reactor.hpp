@@ -23,9 +23,18 @@
 // timers, which join the back of the ready FIFO. A flood of tasks that keep re-posting themselves therefore
 // cannot starve timers or other threads' submissions.
 //
+// I/O: the reactor is an epoll loop. wait_readable(fd)/wait_writable(fd) return a deferred that fires on the loop
+// thread once the descriptor is ready (the net layer, anydefer/net/tcp.hpp, is built on the same waits). Interest
+// is level-triggered and kept registered after a wait fires, so a reader that waits again from the callback the
+// report ran (the steady state of a server) makes no epoll_ctl call; any other wait registers its interest (one
+// epoll_ctl, robust to a descriptor closed and its number reused), and a descriptor reported while nobody waits
+// on it loses that interest then. While
+// any wait is pending, each iteration that ran tasks also polls epoll without blocking (at most 128 events), so a
+// flood of tasks cannot starve sockets, and the idle loop skips the inbox spin below (it would delay I/O).
+//
 // Sleeping: an idle loop first polls its inbox for up to 20 us, so that a hand-off from another thread (a
 // cross-reactor continuation) arriving within that window costs no system call on either side; then it blocks in
-// ppoll() on an eventfd, with the next timer's deadline as the timeout; it uses
+// epoll_pwait2() on its descriptors and an eventfd, with the next timer's deadline as the timeout; it uses
 // no CPU. A producer that pushes onto an empty inbox, or schedules a timer, writes the eventfd only if the loop
 // announced it is going to sleep. The loop announces, then re-checks the inbox (and the stop state) before it
 // sleeps; both sides put a fence between their write and their read (a heavy one on the loop's side, a compiler
@@ -52,8 +61,9 @@
 // (the destructor waits for it). The reactor must outlive every user that may still execute() on it or use its
 // timers, and must not be destroyed from its own loop thread.
 //
-// Thread-safety: execute(), schedule_*(), cancel_timer(), stop(), request_stop(), running_in_this_thread() and
-// now() are thread-safe; start(), run(), run_once() and join() may be called from any thread, one loop at a time.
+// Thread-safety: execute(), schedule_*(), cancel_timer(), stop(), request_stop(), running_in_this_thread(),
+// wait_readable(), wait_writable() and now() are thread-safe; start(), run(), run_once() and join() may be called
+// from any thread, one loop at a time; forget_fd(), watch() and unwatch() only on the loop thread.
 #pragma once
 
 #include <chrono>
@@ -61,9 +71,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <source_location>
 
+#include "anydefer/deferred.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/detail/bound_links.hpp"
+#include "anydefer/executors/detail/io_waiter.hpp"
 #include "anydefer/executors/timer_service.hpp"
 
 namespace anydefer {
@@ -137,6 +150,34 @@ class alignas(64) reactor final : public timer_service {
   // The clock timers use (steady_clock). Thread-safe.
   static time_point now() noexcept { return clock::now(); }
   time_point current_time() const noexcept override { return now(); }
+
+  // --- I/O readiness ---
+
+  // A deferred<void> that fires on the loop thread once `fd` is readable (data, a pending connection, end of
+  // stream, or an error: the next read says which), or writable. Level-triggered: it fires on the next iteration if
+  // the descriptor is ready already. Readiness may be spurious (another reader took the data first): an operation
+  // that then gets EAGAIN waits again. One pending wait per descriptor and direction. Thread-safe: from another
+  // thread the wait is registered on the loop thread (one task, no extra allocation). One allocation.
+  // cancel() removes the wait and fails it with cancelled_error (add_timeout works on it). Fails with
+  // std::logic_error if a wait in that direction is pending on `fd` already, std::system_error (the errno) if epoll
+  // refuses the descriptor (EBADF; EPERM for a regular file), executor_stopped_error if the reactor stops first
+  // or has stopped.
+  deferred<void> wait_readable(int fd, std::source_location loc = std::source_location::current());
+  deferred<void> wait_writable(int fd, std::source_location loc = std::source_location::current());
+
+  // Fails the pending waits on `fd` with cancelled_error and removes `fd` from the reactor's epoll set. Call it
+  // before closing a descriptor that was ever waited on: the kernel forgets a closed descriptor, the reactor's
+  // table would not, and a new descriptor with the same number would then never report. Loop thread only
+  // (std::logic_error elsewhere).
+  void forget_fd(int fd);
+
+  // Low-level waits (detail/io_waiter.hpp), for operations that retry their system call themselves. Loop thread
+  // only. watch() registers `w`; it throws std::logic_error off the loop thread or when a waiter is pending on
+  // the same descriptor and direction, std::system_error if epoll refuses the descriptor; after stop it calls
+  // w's abandoned() at once with executor_stopped_error. unwatch() takes `w` back if it is still registered
+  // (true: neither of its operations will be called).
+  void watch(detail::io_waiter& w);
+  bool unwatch(detail::io_waiter& w) noexcept;
 
   // Counts deferred links bound to this executor in builds without NDEBUG (see executor_ref::track_bound_links);
   // the destructor aborts with a message if any is left. Thread-safe. Never allocates.

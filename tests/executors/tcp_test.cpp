@@ -1,0 +1,496 @@
+// Tests for anydefer/net/tcp.hpp: endpoints, listeners and streams on a reactor, from deferred coroutines; every
+// error path the header promises (refused, reset, closed peer, cancel, close, stop, wrong thread).
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "anydefer/anydefer.hpp"
+#include "anydefer/executors/reactor.hpp"
+#include "anydefer/executors/reactor_group.hpp"
+#include "anydefer/executors/timers.hpp"
+#include "anydefer/net/tcp.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using anydefer::deferred;
+using anydefer::net::endpoint;
+using anydefer::net::tcp_listener;
+using anydefer::net::tcp_stream;
+
+template <class F>
+auto on_loop(anydefer::reactor& loop, F f) {
+  return anydefer::submit(loop, std::move(f)).get();
+}
+
+template <class T>
+int errno_of(const deferred<T>& d) {
+  try {
+    d.get();
+  } catch (const std::system_error& e) {
+    return e.code().value();
+  } catch (...) {
+    return -1;
+  }
+  return 0;
+}
+
+std::span<std::byte> bytes(std::string& s) { return std::as_writable_bytes(std::span(s.data(), s.size())); }
+
+// Reads until `n` bytes came or the stream ended.
+deferred<std::string> read_exactly(tcp_stream& s, std::size_t n) {
+  std::string out;
+  std::array<std::byte, 4096> buf{};
+  while (out.size() < n) {
+    const std::size_t got = co_await s.read_some(std::span(buf).first(std::min(buf.size(), n - out.size())));
+    if (got == 0) break;
+    out.append(reinterpret_cast<const char*>(buf.data()), got);  // NOLINT: bytes as chars
+  }
+  co_return out;
+}
+
+// Echoes every byte back until the peer ends its side; gives how many bytes it echoed.
+deferred<std::size_t> echo(tcp_stream s) {
+  std::array<std::byte, 4096> buf{};
+  std::size_t total = 0;
+  while (const std::size_t n = co_await s.read_some(buf)) {
+    co_await s.write_all(std::span<const std::byte>(buf).first(n));
+    total += n;
+  }
+  co_return total;
+}
+
+deferred<std::size_t> serve_one(tcp_listener& l) {
+  tcp_stream s = co_await l.accept();
+  co_return co_await echo(std::move(s));
+}
+
+deferred<std::string> call(anydefer::reactor& loop, endpoint to, std::string message) {
+  tcp_stream s = co_await tcp_stream::connect(loop, to);
+  co_await s.write_all(message);
+  std::string reply = co_await read_exactly(s, message.size());
+  s.shutdown_write();
+  std::array<std::byte, 16> rest{};
+  const std::size_t after = co_await s.read_some(rest);  // the server ends its side after ours
+  if (after != 0) throw std::runtime_error("bytes after the echo");
+  co_return reply;
+}
+
+TEST(Endpoint, ParsesAndPrintsIpv4AndIpv6) {
+  const endpoint a = endpoint::parse("127.0.0.1:6379");
+  EXPECT_EQ(a.port(), 6379);
+  EXPECT_FALSE(a.is_v6());
+  EXPECT_EQ(a.to_string(), "127.0.0.1:6379");
+  const endpoint b = endpoint::parse("[::1]:80");
+  EXPECT_TRUE(b.is_v6());
+  EXPECT_EQ(b.to_string(), "[::1]:80");
+  EXPECT_EQ(b, endpoint::loopback_v6(80));
+  EXPECT_EQ(endpoint::loopback_v4(5).to_string(), "127.0.0.1:5");
+}
+
+TEST(Endpoint, RejectsWhatIsNotANumericAddressAndPort) {
+  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "localhost:80",
+                          "1.2.3:4", "[::1]80", "[::1", "::1:80", "[zz]:1", "1.2.3.4:8x"}) {
+    try {
+      (void)endpoint::parse(bad);
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+}
+
+class TcpOnBothFamilies : public testing::TestWithParam<bool> {};
+
+TEST_P(TcpOnBothFamilies, EchoRoundTripFromCoroutines) {
+  anydefer::reactor loop;
+  loop.start();
+  const endpoint at = GetParam() ? endpoint::loopback_v6() : endpoint::loopback_v4();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, at); });
+  const endpoint bound = l.local_endpoint();
+  ASSERT_NE(bound.port(), 0);
+  EXPECT_EQ(bound.is_v6(), GetParam());
+  deferred<std::size_t> served = on_loop(loop, [&] { return anydefer::succeed(serve_one(l)); });
+  const std::string message(100'000, 'm');
+  EXPECT_EQ(anydefer::submit(loop, [&] { return call(loop, bound, message); }).get(), message);
+  EXPECT_EQ(served.get(), message.size());
+  on_loop(loop, [&] { l.close(); });
+}
+
+INSTANTIATE_TEST_SUITE_P(V4AndV6, TcpOnBothFamilies, testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "ipv6" : "ipv4"; });
+
+TEST(Tcp, ConnectFromAnotherThreadFiresOnTheLoopThread) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  std::atomic<bool> on_loop_thread{false};
+  deferred<void> connected = tcp_stream::connect(loop, l.local_endpoint()).add_callback([&](tcp_stream s) {
+    on_loop_thread = loop.running_in_this_thread();
+    EXPECT_EQ(s.remote_endpoint(), l.local_endpoint());
+  });
+  connected.get();
+  EXPECT_TRUE(on_loop_thread);
+  accepted.get();
+  on_loop(loop, [&] { l.close(); });
+}
+
+TEST(Tcp, ConnectToAPortNobodyListensOnFailsWithConnectionRefused) {
+  anydefer::reactor loop;
+  loop.start();
+  endpoint closed_port;
+  {
+    tcp_listener probe = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+    closed_port = probe.local_endpoint();
+    on_loop(loop, [&] { probe.close(); });
+  }
+  deferred<tcp_stream> d = tcp_stream::connect(loop, closed_port);
+  try {
+    d.get();
+    ADD_FAILURE() << "connected to a closed port";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ECONNREFUSED);
+    EXPECT_NE(std::string(e.what()).find(closed_port.to_string()), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tcp, BindingAPortInUseFailsWithAddressInUseNamingIt) {
+  anydefer::reactor loop;
+  tcp_listener a = tcp_listener::bind(loop, endpoint::loopback_v4());
+  try {
+    (void)tcp_listener::bind(loop, a.local_endpoint());
+    ADD_FAILURE() << "bound twice";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EADDRINUSE);
+    EXPECT_NE(std::string(e.what()).find(a.local_endpoint().to_string()), std::string::npos);
+  }
+  // With SO_REUSEPORT on both, two listeners share the port (one per shard).
+  tcp_listener b = tcp_listener::bind(loop, endpoint::loopback_v4(), {.reuse_port = true});
+  EXPECT_NO_THROW((void)tcp_listener::bind(loop, b.local_endpoint(), {.reuse_port = true}));
+}
+
+TEST(Tcp, ReusePortSpreadsConnectionsOverTheShardsOfAGroupAndEachStaysOnItsShard) {
+  anydefer::reactor_group shards(2);
+  tcp_listener first = tcp_listener::bind(shards.shard(0), endpoint::loopback_v4(), {.reuse_port = true});
+  const endpoint at = first.local_endpoint();
+  tcp_listener second = tcp_listener::bind(shards.shard(1), at, {.reuse_port = true});
+  std::array<tcp_listener*, 2> listeners{&first, &second};
+  std::array<std::atomic<int>, 2> served{};
+  std::vector<deferred<void>> loops;
+  for (std::size_t i = 0; i < 2; ++i) {
+    loops.push_back(anydefer::submit(shards.shard(i), [&, i]() -> deferred<void> {
+      return [](tcp_listener& l, anydefer::reactor& home, std::atomic<int>& count) -> deferred<void> {
+        for (;;) {
+          tcp_stream s = co_await l.accept();
+          if (!home.running_in_this_thread()) throw std::logic_error("accepted off its shard");
+          std::array<std::byte, 1> b{};
+          (void)co_await s.read_some(b);  // the stream's operations continue on this shard
+          if (!home.running_in_this_thread()) throw std::logic_error("read continued off its shard");
+          count.fetch_add(1);
+        }
+      }(*listeners[i], shards.shard(i), served[i]);
+    }));
+  }
+  anydefer::reactor client;
+  client.start();
+  for (int i = 0; i < 64; ++i) {
+    tcp_stream s = tcp_stream::connect(client, at).get();
+    on_loop(client, [&] { return s.write_all(std::string_view("x")); });
+    on_loop(client, [&] { s.close(); });
+  }
+  ASSERT_TRUE([&] {
+    for (int i = 0; i < 1000 && served[0] + served[1] < 64; ++i) std::this_thread::sleep_for(5ms);
+    return served[0] + served[1] == 64;
+  }());
+  EXPECT_GT(served[0].load(), 0);
+  EXPECT_GT(served[1].load(), 0);
+  client.stop();
+  shards.stop();
+  for (auto& d : loops) EXPECT_NE(errno_of(d), 0);  // their pending accepts were abandoned by the stop
+}
+
+TEST(Tcp, AWriteToAPeerThatClosedFailsWithAnErrnoNotASignal) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  {
+    tcp_stream server_side = accepted.get();
+    on_loop(loop, [&] { server_side.close(); });
+  }
+  // Keep writing until the kernel reports the reset: EPIPE or ECONNRESET, never SIGPIPE (the test would die).
+  const std::string chunk(65536, 'w');
+  int error = 0;
+  for (int i = 0; i < 200 && error == 0; ++i) {
+    deferred<void> w = on_loop(loop, [&] { return anydefer::succeed(client.write_all(chunk)); });
+    w.wait();
+    error = errno_of(w);
+  }
+  EXPECT_TRUE(error == EPIPE || error == ECONNRESET) << error;
+  // A read of the reset connection: 0 or ECONNRESET, never a hang.
+  deferred<std::size_t> r = on_loop(loop, [&] {
+    std::array<std::byte, 8> b{};
+    return anydefer::succeed(client.read_some(b).add_errback([](const anydefer::failure& f) -> std::size_t {
+      f.trap<std::system_error>();
+      return 0;
+    }));
+  });
+  EXPECT_TRUE(r.wait_for(10s));
+  on_loop(loop, [&] { l.close(); client.close(); });
+}
+
+TEST(Tcp, ABigWriteWaitsForRoomAndArrivesWhole) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  std::string big(8 << 20, '\0');
+  std::iota(big.begin(), big.end(), '\0');
+  deferred<void> written = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });
+  EXPECT_FALSE(written.fired());  // 8 MiB does not fit the socket buffers: it waits for the reader
+  std::string got = anydefer::submit(loop, [&] { return read_exactly(server_side, big.size()); }).get();
+  written.get();
+  EXPECT_TRUE(got == big);
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+}
+
+TEST(Tcp, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  std::string buf(64, '\0');
+  deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
+  r.cancel();  // from this thread
+  EXPECT_THROW(r.get(), anydefer::cancelled_error);
+  on_loop(loop, [&] { return client.write_all(std::string_view("after")); });
+  EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 5); }).get(), "after");
+  // And a timeout on a read: the same, from the loop's own timer.
+  deferred<std::size_t> timed = on_loop(loop, [&] {
+    return anydefer::succeed(anydefer::add_timeout(server_side.read_some(bytes(buf)), 10ms, loop));
+  });
+  EXPECT_THROW(timed.get(), anydefer::timeout_error);
+  on_loop(loop, [&] { return client.write_all(std::string_view("again")); });
+  EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 5); }).get(), "again");
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+}
+
+TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  constexpr std::size_t total = 20'000;
+  std::thread writer([&] {
+    for (std::size_t i = 0; i < total; i += 100) {
+      on_loop(loop, [&] { return client.write_all(std::string(100, static_cast<char>('a' + (i / 100) % 26))); });
+    }
+  });
+  std::string received;
+  std::array<std::byte, 37> buf{};
+  int cancelled = 0;
+  while (received.size() < total) {
+    deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(buf)); });
+    if (received.size() % 3 == 0) r.cancel();
+    r.wait();
+    try {
+      const std::size_t n = r.get();
+      ASSERT_GT(n, 0U);
+      received.append(reinterpret_cast<const char*>(buf.data()), n);  // NOLINT: bytes as chars
+    } catch (const anydefer::cancelled_error&) {
+      ++cancelled;
+    }
+  }
+  writer.join();
+  ASSERT_EQ(received.size(), total);
+  for (std::size_t i = 0; i < total; ++i) {
+    ASSERT_EQ(received[i], static_cast<char>('a' + (i / 100) % 26)) << i;
+  }
+  EXPECT_GT(cancelled, 0);
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+}
+
+TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  const std::string big(8 << 20, 'b');
+  deferred<void> w = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });
+  ASSERT_FALSE(w.fired());
+  on_loop(loop, [&] { w.cancel(); });
+  EXPECT_THROW(w.get(), anydefer::cancelled_error);
+  try {
+    on_loop(loop, [&] { return client.write_all(std::string_view("more")); });
+    ADD_FAILURE() << "a write after a partial cancelled one was accepted";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no longer framed"), std::string::npos) << e.what();
+  }
+  on_loop(loop, [&] { return server_side.write_all(std::string_view("hi")); });
+  EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(client, 2); }).get(), "hi");
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+}
+
+TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  // Fill the socket buffers behind the stream's back, so the next write_all cannot write a byte.
+  const std::string chunk(65536, 'f');
+  std::size_t filled = 0;
+  for (;;) {
+    const ssize_t n = ::send(client.native_handle(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    filled += static_cast<std::size_t>(n);
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  deferred<void> blocked = on_loop(loop, [&] { return anydefer::succeed(client.write_all(std::string_view("x"))); });
+  ASSERT_FALSE(blocked.fired());
+  // While it is pending, another write_all is refused as pending (not as broken).
+  try {
+    on_loop(loop, [&] { return client.write_all(std::string_view("y")); });
+    ADD_FAILURE() << "a second pending write_all was accepted";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("pending"), std::string::npos) << e.what();
+  }
+  blocked.cancel();  // from this thread, before it wrote anything
+  EXPECT_THROW(blocked.get(), anydefer::cancelled_error);
+  std::string got = anydefer::submit(loop, [&] { return read_exactly(server_side, filled); }).get();
+  EXPECT_EQ(got.size(), filled);
+  on_loop(loop, [&] { return client.write_all(std::string_view("ok")); });
+  EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 2); }).get(), "ok");
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+}
+
+TEST(Tcp, ClosingAStreamFailsItsPendingReadWithEcanceled) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  std::string buf(8, '\0');
+  deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
+  on_loop(loop, [&] { server_side.close(); });
+  EXPECT_EQ(errno_of(r), ECANCELED);
+  EXPECT_FALSE(server_side.is_open());
+  EXPECT_THROW(on_loop(loop, [&] { return server_side.read_some(bytes(buf)); }), std::logic_error);
+  // The client sees the end of the stream.
+  deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
+  EXPECT_EQ(eof.get(), 0U);
+  on_loop(loop, [&] { l.close(); client.close(); });
+}
+
+TEST(Tcp, AStreamDestroyedOffTheLoopThreadIsClosedThere) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  std::string buf(8, '\0');
+  deferred<std::size_t> r;
+  {
+    tcp_stream server_side = accepted.get();
+    r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
+  }  // destroyed on this thread: the close is forwarded to the loop
+  EXPECT_EQ(errno_of(r), ECANCELED);
+  deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
+  EXPECT_EQ(eof.get(), 0U);
+  on_loop(loop, [&] { l.close(); client.close(); });
+}
+
+TEST(Tcp, OperationsOffTheLoopThreadAndOnEmptyStreamsThrowLogicError) {
+  anydefer::reactor loop;
+  loop.start();
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+  EXPECT_THROW((void)l.accept(), std::logic_error);
+  tcp_stream empty;
+  std::string buf(1, '\0');
+  EXPECT_THROW((void)empty.read_some(bytes(buf)), std::logic_error);
+  EXPECT_THROW((void)empty.write_all(std::string_view("x")), std::logic_error);
+  EXPECT_THROW(empty.shutdown_write(), std::logic_error);
+  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
+  EXPECT_THROW((void)client.read_some(bytes(buf)), std::logic_error);
+  EXPECT_THROW((void)client.write_all(std::string_view("x")), std::logic_error);
+  // One pending read at a time.
+  tcp_stream server_side = accepted.get();
+  deferred<std::size_t> first;
+  EXPECT_THROW(on_loop(loop,
+                       [&] {
+                         first = server_side.read_some(bytes(buf));
+                         return server_side.read_some(bytes(buf));
+                       }),
+               std::logic_error);
+  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  EXPECT_EQ(errno_of(first), ECANCELED);  // the first was still pending: the close failed it
+}
+
+TEST(Tcp, StoppingTheReactorFailsPendingAcceptsAndReadsWithExecutorStopped) {
+  auto loop = std::make_unique<anydefer::reactor>();
+  loop->start();
+  tcp_listener l = on_loop(*loop, [&] { return tcp_listener::bind(*loop, endpoint::loopback_v4()); });
+  deferred<tcp_stream> second_accept;
+  deferred<tcp_stream> accepted = on_loop(*loop, [&] { return anydefer::succeed(l.accept()); });
+  tcp_stream client = tcp_stream::connect(*loop, l.local_endpoint()).get();
+  tcp_stream server_side = accepted.get();
+  std::string buf(8, '\0');
+  deferred<std::size_t> r = on_loop(*loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
+  second_accept = on_loop(*loop, [&] { return anydefer::succeed(l.accept()); });
+  loop->stop();
+  EXPECT_THROW(r.get(), anydefer::executor_stopped_error);
+  EXPECT_THROW(second_accept.get(), anydefer::executor_stopped_error);
+  // Streams and listener outlive the stopped reactor's thread and close without it.
+  client = tcp_stream();
+  server_side = tcp_stream();
+  l = tcp_listener();
+  loop.reset();
+}
+
+TEST(Tcp, CancellingAConnectClosesItsSocket) {
+  anydefer::reactor loop;
+  loop.start();
+  // A listener whose backlog is full and never accepts keeps later connects pending (SYNs dropped).
+  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4(), {.backlog = 0}); });
+  std::vector<deferred<tcp_stream>> connects;
+  for (int i = 0; i < 8; ++i) connects.push_back(tcp_stream::connect(loop, l.local_endpoint()));
+  std::this_thread::sleep_for(50ms);
+  int cancelled = 0;
+  for (auto& c : connects) {
+    c.cancel();
+    try {
+      c.get();
+    } catch (const anydefer::cancelled_error&) {
+      ++cancelled;
+    }
+  }
+  EXPECT_GT(cancelled, 0);  // at least one was still connecting
+  on_loop(loop, [&] { l.close(); });
+}
+
+}  // namespace
