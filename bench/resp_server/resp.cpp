@@ -100,10 +100,10 @@ parser::status parser::next(std::string_view in) {
         return status::command;
       }
       elements_ = static_cast<std::size_t>(*count);
-      args_.clear();
+      spans_.clear();
       in_array_ = true;
     }
-    while (args_.size() < elements_) {
+    while (spans_.size() < elements_) {
       if (position_ >= in.size()) return status::incomplete;
       if (in[position_] != '$') {
         return fail(std::string("expected '$', got '") + in[position_] + "'");
@@ -124,9 +124,12 @@ parser::status parser::next(std::string_view in) {
         return status::incomplete;
       }
       if (in[data + size] != '\r' || in[data + size + 1] != '\n') return fail("expected CRLF after bulk string");
-      args_.push_back(in.substr(data, size));
+      spans_.emplace_back(data, size);
       position_ = data + size + 2;
     }
+    // Views only now: the buffer may have moved since the first elements were parsed.
+    args_.clear();
+    for (const auto& [offset, size] : spans_) args_.push_back(in.substr(offset, size));
     in_array_ = false;
     consumed_ = position_;
     return status::command;

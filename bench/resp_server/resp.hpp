@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace resp {
@@ -66,8 +67,10 @@ class parser {
   std::string error_;
   std::size_t consumed_ = 0;
   std::size_t needed_ = 0;
-  // An array in progress: how many elements it has, how many were parsed, and where the next one starts.
+  // An array in progress: how many elements it has, where those parsed so far are (offsets from the request's
+  // start, which stay right when the buffer moves), and where the next one starts.
   std::size_t elements_ = 0;
+  std::vector<std::pair<std::size_t, std::size_t>> spans_;
   std::size_t position_ = 0;
   bool in_array_ = false;
 };

@@ -335,11 +335,17 @@ struct server::impl {
       shards[i] = std::make_unique<shard>();
       shards[i]->loop = &group.shard(i);
     }
-    // The first listener picks the port when 0 was asked for; the others join it.
+    // One listener per shard on one port (SO_REUSEPORT); the first picks the port when 0 was asked for. A port
+    // that another program holds must fail as it does for Redis, even if that program also set SO_REUSEPORT
+    // (the kernel would then split the connections between the two): a listener bound without it first finds out.
+    const bool shared = group.size() > 1;
+    if (shared && at.port() != 0) {
+      anydefer::net::tcp_listener probe = anydefer::net::tcp_listener::bind(group.shard(0), at);
+    }
     anydefer::net::endpoint bound = at;
     for (std::size_t i = 0; i < group.size(); ++i) {
       shards[i]->listener =
-          anydefer::net::tcp_listener::bind(group.shard(i), bound, {.backlog = 1024, .reuse_port = true});
+          anydefer::net::tcp_listener::bind(group.shard(i), bound, {.backlog = 1024, .reuse_port = shared});
       if (i == 0) bound = shards[0]->listener.local_endpoint();
     }
     endpoint = bound;
