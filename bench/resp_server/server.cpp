@@ -1,9 +1,13 @@
 #include "server.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -339,9 +343,7 @@ struct server::impl {
     // that another program holds must fail as it does for Redis, even if that program also set SO_REUSEPORT
     // (the kernel would then split the connections between the two): a listener bound without it first finds out.
     const bool shared = group.size() > 1;
-    if (shared && at.port() != 0) {
-      anydefer::net::tcp_listener probe = anydefer::net::tcp_listener::bind(group.shard(0), at);
-    }
+    if (shared && at.port() != 0) probe_port(at);
     anydefer::net::endpoint bound = at;
     for (std::size_t i = 0; i < group.size(); ++i) {
       shards[i]->listener =
@@ -357,6 +359,19 @@ struct server::impl {
         accept_loop(s);
       }).get();
     }
+  }
+
+  // Throws std::system_error (EADDRINUSE) if `at` cannot be bound by a socket without SO_REUSEPORT. A plain
+  // socket, closed before this returns (a listener destroyed off its loop thread closes a moment later).
+  static void probe_port(const anydefer::net::endpoint& at) {
+    const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "resp_server: socket");
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const int rc = ::bind(fd, at.data(), at.size());
+    const int error = errno;
+    ::close(fd);
+    if (rc != 0) throw std::system_error(error, std::generic_category(), "resp_server: bind " + at.to_string());
   }
 
   std::size_t shard_of(std::string_view key) const noexcept {
