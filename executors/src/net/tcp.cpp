@@ -250,6 +250,9 @@ class stream_core final : public core_base {
   anydefer::detail::io_operation<void>* writer = nullptr;         // the pending write_all, if any
   std::vector<std::byte> kept;  // bytes read just as another thread's cancel won: the next read_some's
   bool output_broken = false;   // a write_all was cancelled after writing part of its buffer
+  // The last read got less than it asked for: the socket is most likely drained, so the next read_some waits for
+  // a report before trying (in a request/reply loop that saves the recv that would fail with EAGAIN).
+  bool probably_drained = false;
 
  private:
   ~stream_core() override = default;
@@ -310,6 +313,7 @@ class read_operation final : public io_operation<std::size_t> {
     const ssize_t n = ::recv(fd(), into_.data(), into_.size(), 0);
     if (n >= 0) {
       const auto got = static_cast<std::size_t>(n);
+      core_.probably_drained = got < into_.size();
       if (!settle_value(got)) core_.kept.insert(core_.kept.end(), into_.begin(), into_.begin() + n);
       finished();
     } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -466,12 +470,16 @@ deferred<std::size_t> stream_core::read_some(std::span<std::byte> into, std::sou
     return succeed(n, loc);
   }
   if (into.empty()) return succeed(std::size_t{0}, loc);
-  for (;;) {
+  // Level-triggered waits make skipping the attempt safe: data that is already there is reported at once.
+  for (bool try_now = !std::exchange(probably_drained, false); try_now;) {
     const ssize_t n = ::recv(fd(), into.data(), into.size(), 0);
-    if (n >= 0) return succeed(static_cast<std::size_t>(n), loc);
+    if (n >= 0) {
+      probably_drained = static_cast<std::size_t>(n) < into.size();
+      return succeed(static_cast<std::size_t>(n), loc);
+    }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return fail<std::size_t>(errno_error(errno, "recv"), loc);
-    break;
+    try_now = false;
   }
   auto* op = new read_operation(*this, into, loc);
   deferred<std::size_t> out = anydefer::detail::access::adopt<std::size_t>(op);

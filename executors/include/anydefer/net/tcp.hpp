@@ -16,7 +16,10 @@
 // forwarded there.
 //
 // Operations try their system call at once and wait only when it would block, so a read of data already
-// received, or a write the socket buffer takes whole, costs no wait, and its deferred is fired on return. At most
+// received, or a write the socket buffer takes whole, costs no wait, and its deferred is fired on return. One
+// exception: after a read that got fewer bytes than it asked for, the socket is taken as drained and the next
+// read_some waits for readiness before it tries (a request/reply loop then makes no recv that fails with EAGAIN;
+// the wait is level-triggered, so bytes already there are reported at once). At most
 // one read_some (or accept) and one write_all are pending per stream: another fails with std::logic_error.
 // Buffers given to read_some and write_all must stay valid until their deferred fires.
 //
