@@ -40,9 +40,12 @@ std::int64_t now_ms() {
       .count();
 }
 
+// Heterogeneous lookup (a string_view finds a std::string key without a copy). Not noexcept on purpose:
+// libstdc++ caches each node's hash only for a hash that may throw or is "slow", and without the cache every
+// lookup re-hashes the key of each node it walks past (perf: 36% of the server's time at 100,000 keys).
 struct string_hash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
 // Strings with optional expiry. Expired keys go when touched (lazily) and, in the background, when the sweep finds
@@ -69,6 +72,9 @@ class keyspace {
     if (it == map_.end()) it = map_.emplace(std::string(key), entry{}).first;
     return it->second;
   }
+
+  // A key find() did not find.
+  entry& insert(std::string_view key) { return map_.emplace(std::string(key), entry{}).first->second; }
 
   bool erase(std::string_view key) {
     if (find(key) == nullptr) return false;
@@ -214,7 +220,7 @@ std::string run_keyed(keyspace& db, command c, args_view a) {
         if (!get) resp::null_bulk(out);
         return out;
       }
-      keyspace::entry& e = db.upsert(key);
+      keyspace::entry& e = existing != nullptr ? *existing : db.insert(key);
       e.value.assign(a[2]);
       if (!keep_ttl) db.expire_at(key, e, expires);
       if (!get) resp::simple(out, "OK");
@@ -244,7 +250,7 @@ std::string run_keyed(keyspace& db, command c, args_view a) {
       if (__builtin_add_overflow(value, by, &result)) {
         return error_reply("ERR increment or decrement would overflow");
       }
-      keyspace::entry& target = e != nullptr ? *e : db.upsert(key);
+      keyspace::entry& target = e != nullptr ? *e : db.insert(key);
       target.value = std::to_string(result);
       resp::integer(out, result);
       return out;
