@@ -24,9 +24,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A connected pair of non-blocking stream sockets, closed at the end.
+// A connected pair of non-blocking stream sockets, closed at the end. Given the reactor that waits on them, it
+// first has the loop forget them, as reactor.hpp asks of a descriptor closed while a reactor may still use it.
 struct socket_pair {
-  socket_pair() {
+  explicit socket_pair(anydefer::reactor* loop = nullptr) : loop(loop) {
     int fds[2];  // NOLINT(cppcoreguidelines-avoid-c-arrays)
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
       throw std::system_error(errno, std::generic_category(), "socketpair");
@@ -37,6 +38,16 @@ struct socket_pair {
   socket_pair(const socket_pair&) = delete;
   socket_pair& operator=(const socket_pair&) = delete;
   ~socket_pair() {
+    if (loop != nullptr) {
+      try {
+        anydefer::submit(*loop, [this] {
+          loop->forget_fd(a);
+          loop->forget_fd(b);
+        }).get();
+      } catch (const anydefer::executor_stopped_error&) {
+        // stopped: nothing runs on the loop any more
+      }
+    }
     if (a >= 0) ::close(a);
     if (b >= 0) ::close(b);
   }
@@ -48,6 +59,7 @@ struct socket_pair {
     const ssize_t n = ::read(a, buf, sizeof buf);
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
   }
+  anydefer::reactor* loop;
   int a = -1;
   int b = -1;
 };
@@ -73,7 +85,7 @@ bool fails_with(const anydefer::deferred<T>& d) {
 TEST(ReactorIo, WaitReadableFiresOnTheLoopThreadWhenDataArrives) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   std::atomic<bool> on_loop_thread{false};
   anydefer::deferred<void> ready = loop.wait_readable(p.a);  // from this thread: forwarded to the loop
   anydefer::deferred<void> seen =
@@ -90,7 +102,7 @@ TEST(ReactorIo, WaitReadableFiresOnTheLoopThreadWhenDataArrives) {
 TEST(ReactorIo, ALevelTriggeredWaitFiresAtOnceForDataAlreadyThereAndAgainWhileItStays) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   p.send_to_a("abc");
   for (int i = 0; i < 3; ++i) {
     anydefer::deferred<void> d = loop.wait_readable(p.a);
@@ -108,7 +120,7 @@ TEST(ReactorIo, ALevelTriggeredWaitFiresAtOnceForDataAlreadyThereAndAgainWhileIt
 TEST(ReactorIo, WaitWritableFiresForASocketWithRoomAndWaitsWhileItIsFull) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   ASSERT_TRUE(loop.wait_writable(p.a).wait_for(10s));
   std::vector<char> chunk(65536, 'z');
   while (::write(p.a, chunk.data(), chunk.size()) > 0) {
@@ -125,7 +137,7 @@ TEST(ReactorIo, WaitWritableFiresForASocketWithRoomAndWaitsWhileItIsFull) {
 TEST(ReactorIo, ReadAndWriteWaitsOnOneDescriptorAreIndependent) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   anydefer::deferred<void> readable = loop.wait_readable(p.a);
   anydefer::deferred<void> writable = loop.wait_writable(p.a);
   ASSERT_TRUE(writable.wait_for(10s));
@@ -137,7 +149,7 @@ TEST(ReactorIo, ReadAndWriteWaitsOnOneDescriptorAreIndependent) {
 TEST(ReactorIo, CancelOnTheLoopThreadRemovesTheWaitAndLeavesTheDataForTheNextOne) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   const bool cancelled = on_loop(loop, [&] {
     anydefer::deferred<void> d = loop.wait_readable(p.a);
     d.cancel();
@@ -154,7 +166,7 @@ TEST(ReactorIo, CancelOnTheLoopThreadRemovesTheWaitAndLeavesTheDataForTheNextOne
 TEST(ReactorIo, CancelFromAnotherThreadFailsAtOnceAndANewWaitMayFollowImmediately) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   for (int i = 0; i < 200; ++i) {
     anydefer::deferred<void> d = loop.wait_readable(p.a);
     d.cancel();
@@ -171,7 +183,7 @@ TEST(ReactorIo, CancelFromAnotherThreadFailsAtOnceAndANewWaitMayFollowImmediatel
 TEST(ReactorIo, ASecondWaitInTheSameDirectionIsRefusedWithLogicError) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   anydefer::deferred<void> first = loop.wait_readable(p.a);
   anydefer::deferred<void> second = loop.wait_readable(p.a);
   ASSERT_TRUE(second.wait_for(10s));
@@ -207,7 +219,7 @@ TEST(ReactorIo, DescriptorsEpollRefusesFailWithTheirErrno) {
 TEST(ReactorIo, AddTimeoutOnAWaitFailsWithTimeoutErrorAndRemovesTheWait) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   anydefer::deferred<void> d = on_loop(loop, [&] { return anydefer::succeed(loop.wait_readable(p.a)); });
   anydefer::deferred<void> guarded = anydefer::add_timeout(d, 20ms, loop);
   ASSERT_TRUE(guarded.wait_for(10s));
@@ -221,7 +233,7 @@ TEST(ReactorIo, AddTimeoutOnAWaitFailsWithTimeoutErrorAndRemovesTheWait) {
 TEST(ReactorIo, TimersFireOnTimeWhileTheLoopSleepsInEpoll) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   anydefer::deferred<void> never = loop.wait_readable(p.a);
   const auto start = std::chrono::steady_clock::now();
   anydefer::deferred<void> t = anydefer::call_later(loop, 30ms);
@@ -237,7 +249,7 @@ TEST(ReactorIo, TimersFireOnTimeWhileTheLoopSleepsInEpoll) {
 TEST(ReactorIo, ForgetFdFailsPendingWaitsAndANewDescriptorWithTheSameNumberReportsAgain) {
   anydefer::reactor loop;
   loop.start();
-  auto p = std::make_unique<socket_pair>();
+  auto p = std::make_unique<socket_pair>(&loop);
   anydefer::deferred<void> read_wait = loop.wait_readable(p->a);
   // Registered and reported once, so the descriptor keeps its interest after the wait fired.
   ASSERT_TRUE(loop.wait_writable(p->a).wait_for(10s));
@@ -245,7 +257,7 @@ TEST(ReactorIo, ForgetFdFailsPendingWaitsAndANewDescriptorWithTheSameNumberRepor
   on_loop(loop, [&] { loop.forget_fd(number); });
   EXPECT_TRUE(fails_with<anydefer::cancelled_error>(read_wait));
   p.reset();
-  socket_pair q;  // the lowest free numbers again
+  socket_pair q(&loop);  // the lowest free numbers again
   ASSERT_EQ(q.a, number);
   anydefer::deferred<void> d = loop.wait_readable(q.a);
   q.send_to_a("new");
@@ -261,8 +273,14 @@ TEST(ReactorIo, ClosingAWatchedDescriptorWithoutForgettingItStillLetsANewOneWith
   p->send_to_a("a");
   ASSERT_TRUE(loop.wait_readable(p->a).wait_for(10s));  // interest stays registered after it fired
   const int number = p->a;
-  p.reset();  // closed: the kernel forgets it, the reactor's table does not
-  socket_pair q;
+  // Closed on the loop thread (closing a descriptor while another thread may use it is a race of its own): the
+  // kernel forgets it, the reactor's table does not.
+  on_loop(loop, [&] {
+    ::close(p->a);
+    p->a = -1;
+  });
+  p.reset();
+  socket_pair q(&loop);
   ASSERT_EQ(q.a, number);
   // The old interest was reported once more (or not at all); either way a wait on the new descriptor must work.
   for (int i = 0; i < 3; ++i) {
@@ -281,7 +299,7 @@ TEST(ReactorIo, ClosingAWatchedDescriptorWithoutForgettingItStillLetsANewOneWith
 TEST(ReactorIo, StopFailsPendingWaitsWithExecutorStoppedAndRefusesNewOnes) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   anydefer::deferred<void> pending = loop.wait_readable(p.a);
   anydefer::deferred<void> writable_pending = loop.wait_readable(p.b);
   std::this_thread::sleep_for(10ms);
@@ -292,7 +310,7 @@ TEST(ReactorIo, StopFailsPendingWaitsWithExecutorStoppedAndRefusesNewOnes) {
 }
 
 TEST(ReactorIo, AWaitRegisteredByATaskDuringTheFinalDrainIsAbandonedNotLost) {
-  socket_pair p;
+  socket_pair p;  // outlives the reactor
   anydefer::deferred<void> late;
   {
     anydefer::reactor loop;
@@ -329,7 +347,7 @@ struct flood_task : anydefer::task {
 TEST(ReactorIo, AFloodOfSelfRepostingTasksDoesNotStarveASocket) {
   anydefer::reactor loop;
   loop.start();
-  socket_pair p;
+  socket_pair p(&loop);
   std::atomic<bool> stop_flood{false};
   std::atomic<long> flood_runs{0};
   flood_task flood(loop, stop_flood, flood_runs);
@@ -352,7 +370,7 @@ TEST(ReactorIo, WaitsFromManyThreadsWithCancelsRacingReadinessSettleEachExactlyO
   std::atomic<int> settled{0};
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
-      socket_pair p;
+      socket_pair p(&loop);
       for (int i = 0; i < rounds; ++i) {
         anydefer::deferred<void> d = loop.wait_readable(p.a);
         const bool send = (i + t) % 3 == 0;

@@ -304,6 +304,7 @@ TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
   std::thread writer([&] {
     for (std::size_t i = 0; i < total; i += 100) {
       on_loop(loop, [&] { return client.write_all(std::string(100, static_cast<char>('a' + (i / 100) % 26))); });
+      if (i % 1000 == 0) std::this_thread::sleep_for(1ms);  // pauses, so that reads wait and cancels win
     }
   });
   std::string received;
@@ -342,12 +343,17 @@ TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   ASSERT_FALSE(w.fired());
   on_loop(loop, [&] { w.cancel(); });
   EXPECT_THROW(w.get(), anydefer::cancelled_error);
-  try {
-    on_loop(loop, [&] { return client.write_all(std::string_view("more")); });
-    ADD_FAILURE() << "a write after a partial cancelled one was accepted";
-  } catch (const std::logic_error& e) {
-    EXPECT_NE(std::string(e.what()).find("no longer framed"), std::string::npos) << e.what();
-  }
+  // The message is read on the loop thread: an exception object shared between threads is freed by whichever
+  // drops it last, through a count ThreadSanitizer cannot see in the uninstrumented libstdc++ (a false report).
+  const std::string refusal = on_loop(loop, [&] {
+    try {
+      (void)client.write_all(std::string_view("more"));
+    } catch (const std::logic_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  });
+  EXPECT_NE(refusal.find("no longer framed"), std::string::npos) << refusal;
   on_loop(loop, [&] { return server_side.write_all(std::string_view("hi")); });
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(client, 2); }).get(), "hi");
   on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
@@ -372,12 +378,15 @@ TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
   deferred<void> blocked = on_loop(loop, [&] { return anydefer::succeed(client.write_all(std::string_view("x"))); });
   ASSERT_FALSE(blocked.fired());
   // While it is pending, another write_all is refused as pending (not as broken).
-  try {
-    on_loop(loop, [&] { return client.write_all(std::string_view("y")); });
-    ADD_FAILURE() << "a second pending write_all was accepted";
-  } catch (const std::logic_error& e) {
-    EXPECT_NE(std::string(e.what()).find("pending"), std::string::npos) << e.what();
-  }
+  const std::string refusal = on_loop(loop, [&] {  // the message read on the loop thread, as above
+    try {
+      (void)client.write_all(std::string_view("y"));
+    } catch (const std::logic_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  });
+  EXPECT_NE(refusal.find("pending"), std::string::npos) << refusal;
   blocked.cancel();  // from this thread, before it wrote anything
   EXPECT_THROW(blocked.get(), anydefer::cancelled_error);
   std::string got = anydefer::submit(loop, [&] { return read_exactly(server_side, filled); }).get();
