@@ -76,8 +76,7 @@ int main(int argc, char** argv) {
 
   try {
     resp_server::server s(c);
-    std::printf("resp_server: listening on %s with %zu shards\n", s.local_endpoint().to_string().c_str(),
-                s.shards());
+    std::printf("resp_server: listening on %s with %zu shards\n", s.local_endpoint().to_string().c_str(), s.shards());
     std::fflush(stdout);
     int received = 0;
     sigwait(&stop_signals, &received);

@@ -17,9 +17,9 @@
 namespace resp {
 
 struct limits {
-  std::size_t max_bulk = std::size_t{512} << 20;     // Redis's proto-max-bulk-len
-  std::size_t max_array = std::size_t{1} << 20;      // arguments per command
-  std::size_t max_inline = std::size_t{64} << 10;    // an inline command, or an unterminated header line
+  std::size_t max_bulk = std::size_t{512} << 20;   // Redis's proto-max-bulk-len
+  std::size_t max_array = std::size_t{1} << 20;    // arguments per command
+  std::size_t max_inline = std::size_t{64} << 10;  // an inline command, or an unterminated header line
 };
 
 // Bytes received and not yet parsed. prepare() gives room to read into, commit() takes what was read.
@@ -47,8 +47,8 @@ class parser {
   explicit parser(limits l = {}) : limits_(l) {}
 
   // Parses the next request at the front of `in`. command: args() holds it and consumed() says how many bytes it
-  // took (args() is empty for an empty command, "*0\r\n" or a blank line, which Redis ignores). incomplete: more bytes are
-  // needed (partial progress is kept: an array is not parsed again from its start). error: error() says why, in
+  // took (args() is empty for an empty command, "*0\r\n" or a blank line, which Redis ignores). incomplete: more bytes
+  // are needed (partial progress is kept: an array is not parsed again from its start). error: error() says why, in
   // Redis's words; the connection must be closed.
   status next(std::string_view in);
 

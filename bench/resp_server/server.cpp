@@ -116,19 +116,41 @@ class keyspace {
 // --- commands ----------------------------------------------------------------------------------------------------
 
 enum class command : std::uint8_t {
-  unknown, ping, echo, get, set, del, exists, incr, incrby, decr, decrby, mget, mset, expire, ttl, pttl, dbsize,
-  flushall, select, quit, command_, config, hello, client,
+  unknown,
+  ping,
+  echo,
+  get,
+  set,
+  del,
+  exists,
+  incr,
+  incrby,
+  decr,
+  decrby,
+  mget,
+  mset,
+  expire,
+  ttl,
+  pttl,
+  dbsize,
+  flushall,
+  select,
+  quit,
+  command_,
+  config,
+  hello,
+  client,
 };
 
 command lookup(std::string_view name) {
   static const std::unordered_map<std::string_view, command> table{
-      {"PING", command::ping},     {"ECHO", command::echo},       {"GET", command::get},
-      {"SET", command::set},       {"DEL", command::del},         {"EXISTS", command::exists},
-      {"INCR", command::incr},     {"INCRBY", command::incrby},   {"DECR", command::decr},
-      {"DECRBY", command::decrby}, {"MGET", command::mget},       {"MSET", command::mset},
-      {"EXPIRE", command::expire}, {"TTL", command::ttl},         {"PTTL", command::pttl},
+      {"PING", command::ping},     {"ECHO", command::echo},         {"GET", command::get},
+      {"SET", command::set},       {"DEL", command::del},           {"EXISTS", command::exists},
+      {"INCR", command::incr},     {"INCRBY", command::incrby},     {"DECR", command::decr},
+      {"DECRBY", command::decrby}, {"MGET", command::mget},         {"MSET", command::mset},
+      {"EXPIRE", command::expire}, {"TTL", command::ttl},           {"PTTL", command::pttl},
       {"DBSIZE", command::dbsize}, {"FLUSHALL", command::flushall}, {"SELECT", command::select},
-      {"QUIT", command::quit},     {"COMMAND", command::command_}, {"CONFIG", command::config},
+      {"QUIT", command::quit},     {"COMMAND", command::command_},  {"CONFIG", command::config},
       {"HELLO", command::hello},   {"CLIENT", command::client},
   };
   std::array<char, 16> upper{};
@@ -316,9 +338,7 @@ std::optional<std::pair<std::size_t, bool>> keyed_arity(command c) {
 
 // Owned copies of a command's arguments, for a shard that runs it later.
 struct owned_args {
-  explicit owned_args(args_view a) : strings(a.begin(), a.end()) {
-    views.assign(strings.begin(), strings.end());
-  }
+  explicit owned_args(args_view a) : strings(a.begin(), a.end()) { views.assign(strings.begin(), strings.end()); }
   owned_args(owned_args&& other) noexcept = default;
   std::vector<std::string> strings;
   std::vector<std::string_view> views;  // into strings (a moved vector keeps its heap buffer)
@@ -336,10 +356,11 @@ struct server::impl {
     std::optional<anydefer::looping_call> sweeper;
   };
 
-  explicit impl(const config& c) : cfg(c), group(c.shards == 0 ? std::thread::hardware_concurrency() : c.shards, c.pin) {
-    const anydefer::net::endpoint at =
-        anydefer::net::endpoint::parse(cfg.bind.find(':') != std::string::npos ? "[" + cfg.bind + "]:" + std::to_string(cfg.port)
-                                                                               : cfg.bind + ":" + std::to_string(cfg.port));
+  explicit impl(const config& c)
+      : cfg(c), group(c.shards == 0 ? std::thread::hardware_concurrency() : c.shards, c.pin) {
+    const anydefer::net::endpoint at = anydefer::net::endpoint::parse(
+        cfg.bind.find(':') != std::string::npos ? "[" + cfg.bind + "]:" + std::to_string(cfg.port)
+                                                : cfg.bind + ":" + std::to_string(cfg.port));
     shards.resize(group.size());
     for (std::size_t i = 0; i < group.size(); ++i) {
       shards[i] = std::make_unique<shard>();
@@ -491,9 +512,8 @@ struct server::impl {
       }
       shard& owner = *shards[shard_of(a[1])];
       if (&owner == &home) return anydefer::succeed(run_keyed(home.db, c, a));
-      return anydefer::submit(*owner.loop, [&owner, c, args = owned_args(a)] {
-        return run_keyed(owner.db, c, args.views);
-      });
+      return anydefer::submit(*owner.loop,
+                              [&owner, c, args = owned_args(a)] { return run_keyed(owner.db, c, args.views); });
     }
     switch (c) {
       case command::ping: {
@@ -524,15 +544,14 @@ struct server::impl {
         return mset(home, a.subspan(1));
       case command::dbsize:
         if (a.size() != 1) return anydefer::succeed(wrong_arity(a[0]));
-        return on_every_shard<long long>(
-            [](shard& s) { return static_cast<long long>(s.db.size()); },
-            [](std::vector<long long> sizes) {
-              std::string out;
-              long long total = 0;
-              for (long long n : sizes) total += n;
-              resp::integer(out, total);
-              return out;
-            });
+        return on_every_shard<long long>([](shard& s) { return static_cast<long long>(s.db.size()); },
+                                         [](std::vector<long long> sizes) {
+                                           std::string out;
+                                           long long total = 0;
+                                           for (long long n : sizes) total += n;
+                                           resp::integer(out, total);
+                                           return out;
+                                         });
       case command::flushall:
         if (a.size() > 2 || (a.size() == 2 && !equals_nocase(a[1], "SYNC") && !equals_nocase(a[1], "ASYNC"))) {
           return anydefer::succeed(error_reply("ERR syntax error"));
@@ -663,9 +682,8 @@ struct server::impl {
       if (&owner == &home) {
         parts.push_back(anydefer::succeed(get_on(home.db, by_shard[i])));
       } else {
-        parts.push_back(anydefer::submit(*owner.loop, [&owner, get_on, args = owned_args(by_shard[i])] {
-          return get_on(owner.db, args.views);
-        }));
+        parts.push_back(anydefer::submit(
+            *owner.loop, [&owner, get_on, args = owned_args(by_shard[i])] { return get_on(owner.db, args.views); }));
       }
     }
     return anydefer::gather(parts).add_callback(
@@ -703,9 +721,8 @@ struct server::impl {
       if (&owner == &home) {
         parts.push_back(anydefer::succeed(set_on(home.db, by_shard[i])));
       } else {
-        parts.push_back(anydefer::submit(*owner.loop, [&owner, set_on, args = owned_args(by_shard[i])] {
-          return set_on(owner.db, args.views);
-        }));
+        parts.push_back(anydefer::submit(
+            *owner.loop, [&owner, set_on, args = owned_args(by_shard[i])] { return set_on(owner.db, args.views); }));
       }
     }
     return anydefer::gather(parts).add_callback([](const std::vector<int>&) { return std::string("+OK\r\n"); });

@@ -88,8 +88,7 @@ TEST(ReactorIo, WaitReadableFiresOnTheLoopThreadWhenDataArrives) {
   socket_pair p(&loop);
   std::atomic<bool> on_loop_thread{false};
   anydefer::deferred<void> ready = loop.wait_readable(p.a);  // from this thread: forwarded to the loop
-  anydefer::deferred<void> seen =
-      ready.add_callback([&] { on_loop_thread = loop.running_in_this_thread(); });
+  anydefer::deferred<void> seen = ready.add_callback([&] { on_loop_thread = loop.running_in_this_thread(); });
   std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(seen.fired());
   p.send_to_a("x");
@@ -319,7 +318,10 @@ TEST(ReactorIo, AWaitRegisteredByATaskDuringTheFinalDrainIsAbandonedNotLost) {
     anydefer::deferred<void> first = anydefer::submit(loop, [&] {
       loop.request_stop();
       // Runs during the drain: still accepted on the loop thread, then abandoned by the drain.
-      return anydefer::submit(loop, [&] { late = loop.wait_readable(p.a); queued = true; });
+      return anydefer::submit(loop, [&] {
+        late = loop.wait_readable(p.a);
+        queued = true;
+      });
     });
     loop.join();
     ASSERT_TRUE(queued);

@@ -101,8 +101,8 @@ TEST(Endpoint, ParsesAndPrintsIpv4AndIpv6) {
 }
 
 TEST(Endpoint, RejectsWhatIsNotANumericAddressAndPort) {
-  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "localhost:80",
-                          "1.2.3:4", "[::1]80", "[::1", "::1:80", "[zz]:1", "1.2.3.4:8x"}) {
+  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "localhost:80", "1.2.3:4",
+                          "[::1]80", "[::1", "::1:80", "[zz]:1", "1.2.3.4:8x"}) {
     try {
       (void)endpoint::parse(bad);
       ADD_FAILURE() << "accepted \"" << bad << "\"";
@@ -250,7 +250,10 @@ TEST(Tcp, AWriteToAPeerThatClosedFailsWithAnErrnoNotASignal) {
     }));
   });
   EXPECT_TRUE(r.wait_for(10s));
-  on_loop(loop, [&] { l.close(); client.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+  });
 }
 
 TEST(Tcp, ABigWriteWaitsForRoomAndArrivesWhole) {
@@ -267,7 +270,11 @@ TEST(Tcp, ABigWriteWaitsForRoomAndArrivesWhole) {
   std::string got = anydefer::submit(loop, [&] { return read_exactly(server_side, big.size()); }).get();
   written.get();
   EXPECT_TRUE(got == big);
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
 }
 
 TEST(Tcp, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
@@ -284,13 +291,16 @@ TEST(Tcp, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
   on_loop(loop, [&] { return client.write_all(std::string_view("after")); });
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 5); }).get(), "after");
   // And a timeout on a read: the same, from the loop's own timer.
-  deferred<std::size_t> timed = on_loop(loop, [&] {
-    return anydefer::succeed(anydefer::add_timeout(server_side.read_some(bytes(buf)), 10ms, loop));
-  });
+  deferred<std::size_t> timed = on_loop(
+      loop, [&] { return anydefer::succeed(anydefer::add_timeout(server_side.read_some(bytes(buf)), 10ms, loop)); });
   EXPECT_THROW(timed.get(), anydefer::timeout_error);
   on_loop(loop, [&] { return client.write_all(std::string_view("again")); });
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 5); }).get(), "again");
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
 }
 
 TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
@@ -328,7 +338,11 @@ TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
     ASSERT_EQ(received[i], static_cast<char>('a' + (i / 100) % 26)) << i;
   }
   EXPECT_GT(cancelled, 0);
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
 }
 
 TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
@@ -356,7 +370,11 @@ TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   EXPECT_NE(refusal.find("no longer framed"), std::string::npos) << refusal;
   on_loop(loop, [&] { return server_side.write_all(std::string_view("hi")); });
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(client, 2); }).get(), "hi");
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
 }
 
 TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
@@ -393,7 +411,11 @@ TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
   EXPECT_EQ(got.size(), filled);
   on_loop(loop, [&] { return client.write_all(std::string_view("ok")); });
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 2); }).get(), "ok");
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
 }
 
 TEST(Tcp, ClosingAStreamFailsItsPendingReadWithEcanceled) {
@@ -412,7 +434,10 @@ TEST(Tcp, ClosingAStreamFailsItsPendingReadWithEcanceled) {
   // The client sees the end of the stream.
   deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
   EXPECT_EQ(eof.get(), 0U);
-  on_loop(loop, [&] { l.close(); client.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+  });
 }
 
 TEST(Tcp, AStreamDestroyedOffTheLoopThreadIsClosedThere) {
@@ -430,7 +455,10 @@ TEST(Tcp, AStreamDestroyedOffTheLoopThreadIsClosedThere) {
   EXPECT_EQ(errno_of(r), ECANCELED);
   deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
   EXPECT_EQ(eof.get(), 0U);
-  on_loop(loop, [&] { l.close(); client.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+  });
 }
 
 TEST(Tcp, OperationsOffTheLoopThreadAndOnEmptyStreamsThrowLogicError) {
@@ -456,7 +484,11 @@ TEST(Tcp, OperationsOffTheLoopThreadAndOnEmptyStreamsThrowLogicError) {
                          return server_side.read_some(bytes(buf));
                        }),
                std::logic_error);
-  on_loop(loop, [&] { l.close(); client.close(); server_side.close(); });
+  on_loop(loop, [&] {
+    l.close();
+    client.close();
+    server_side.close();
+  });
   EXPECT_EQ(errno_of(first), ECANCELED);  // the first was still pending: the close failed it
 }
 

@@ -18,7 +18,7 @@
 namespace resp_test {
 
 struct reply {
-  char type = 0;  // '+', '-', ':', '$', '*'
+  char type = 0;             // '+', '-', ':', '$', '*'
   std::string text;          // simple string, error, bulk (not for a null bulk)
   long long number = 0;      // integer; the length for '$' and '*' (-1: null)
   std::vector<reply> items;  // array elements
@@ -90,8 +90,7 @@ class client {
   }
 
   void send(std::string bytes) {
-    anydefer::submit(loop_, [this, b = std::move(bytes)]() { return stream_.write_all(b).add_callback([] {}); })
-        .get();
+    anydefer::submit(loop_, [this, b = std::move(bytes)]() { return stream_.write_all(b).add_callback([] {}); }).get();
   }
 
   // The next `n` replies, waiting for them (std::runtime_error if the server closes first).

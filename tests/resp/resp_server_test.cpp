@@ -410,8 +410,7 @@ TEST(RespServerProgram, BadOptionsAndATakenPortExitWithAMessage) {
     resp_server::server taken(test_config(shards));
     const std::string port = std::to_string(taken.local_endpoint().port());
     for (const char* ours : {"1", "2"}) {
-      EXPECT_EQ(WEXITSTATUS(std::system((bin + " --shards " + ours + " --port " + port + " 2>/dev/null").c_str())),
-                2)
+      EXPECT_EQ(WEXITSTATUS(std::system((bin + " --shards " + ours + " --port " + port + " 2>/dev/null").c_str())), 2)
           << "held by " << shards << " shards, started with " << ours;
     }
   }

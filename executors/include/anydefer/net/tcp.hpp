@@ -112,8 +112,7 @@ class tcp_stream {
   deferred<std::size_t> read_some(std::span<std::byte> into,
                                   std::source_location loc = std::source_location::current());
   // Writes every byte of `from`, waiting for room as often as needed.
-  deferred<void> write_all(std::span<const std::byte> from,
-                           std::source_location loc = std::source_location::current());
+  deferred<void> write_all(std::span<const std::byte> from, std::source_location loc = std::source_location::current());
   deferred<void> write_all(std::string_view from, std::source_location loc = std::source_location::current());
 
   // Sends end of stream (the peer's read_some then gives 0); reads still work. Throws std::system_error.

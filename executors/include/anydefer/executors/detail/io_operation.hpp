@@ -35,10 +35,13 @@
 namespace anydefer::detail {
 
 template <class T>
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): virtual through state<T>, which the check cannot see
 class io_operation : public state<T>, public io_waiter {
  public:
   io_operation(const io_operation&) = delete;
   io_operation& operator=(const io_operation&) = delete;
+  // Public and virtual as every state's: the last release() deletes through state_base.
+  ~io_operation() override = default;
 
   // Registers the wait: at once on the loop thread, else through a task run there (after stop: fails with
   // executor_stopped_error). A watch() that throws fails the deferred with what it threw.
@@ -75,7 +78,6 @@ class io_operation : public state<T>, public io_waiter {
         cancellation_(&cancellation_operations, *this) {
     this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
   }
-  ~io_operation() override = default;
 
   // Loop thread: the descriptor reported and the deferred is not settled yet.
   virtual void on_ready() noexcept = 0;

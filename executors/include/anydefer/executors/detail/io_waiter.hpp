@@ -19,7 +19,7 @@
 #include <exception>
 
 namespace anydefer {
-class reactor;
+class reactor;  // NOLINT(cppcoreguidelines-virtual-class-destructor): final, never owned as a timer_service
 }
 
 namespace anydefer::detail {
