@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "anydefer/detail/sync/admission_gate.hpp"
-#include "anydefer/detail/sync/asymmetric_fence.hpp"
 #include "anydefer/detail/sync/cpu_relax.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executors/detail/intrusive_inbox.hpp"
@@ -130,12 +129,18 @@ struct reactor::impl {
   };
 
   // Producer side of the sleep protocol (reactor.hpp): called after publishing work or a change of state.
+  //
+  // The sleep check is a Dekker pair made of seq_cst accesses alone, no fence. A producer publishes with a
+  // seq_cst RMW or store (the inbox's or channel's push CAS, the gate's close) and then loads `sleeping` seq_cst;
+  // the loop stores `sleeping` seq_cst and then loads what producers publish, seq_cst (sleep()). All four are in
+  // one total order, so either the producer's load comes after the loop's store (it sees the loop going to
+  // sleep and writes the eventfd) or the loop's load comes after the publication (it sees the work and does not
+  // sleep): no wake-up is lost. On x86 the producer pays nothing for it (its CAS is locked anyway, a seq_cst load
+  // is a plain load) and the loop one locked exchange, where a fence-based pair would need a fence on every post
+  // or a membarrier() system call on every sleep. Timers synchronise through timer_mutex instead (sleep()).
   void wake() noexcept {
-    // The publication before this call is ordered before the read of `sleeping` (the producer half of the
-    // Dekker pair with sleep(); the light side, since it runs on every post: detail/sync/asymmetric_fence.hpp).
-    detail::light_fence();
-    // relaxed: ordered by the fence. The exchange lets only one producer pay for the write per sleep.
-    if (!sleeping.load(std::memory_order_relaxed)) return;
+    // The exchange lets only one producer pay for the write per sleep.
+    if (!sleeping.load(std::memory_order_seq_cst)) return;
     if (!sleeping.exchange(false, std::memory_order_relaxed)) return;
     const std::uint64_t one = 1;
     // Can fail only with EAGAIN (counter saturated), and then the eventfd is readable anyway.
@@ -328,16 +333,14 @@ struct reactor::impl {
   // Loop side of the sleep protocol: announce, re-check, then block until the eventfd is written, a watched
   // descriptor reports, or the next timer is due.
   void sleep() noexcept {
-    sleeping.store(true, std::memory_order_relaxed);
-    // The announcement is ordered before the re-checks below (the loop half of the Dekker pair, the heavy side:
-    // the loop is about to make a system call anyway).
-    detail::heavy_fence();
+    // seq_cst: the loop's half of the Dekker pair (wake()); the re-checks below load seq_cst.
+    sleeping.store(true, std::memory_order_seq_cst);
     std::optional<time_point> deadline;
     {
       std::lock_guard<std::mutex> lock(timer_mutex);  // a timer added after this wakes us (schedule_at)
       deadline = timers.next_deadline();
     }
-    bool skip = anything_posted() || gate.closed();
+    bool skip = anything_posted(std::memory_order_seq_cst) || gate.closed(std::memory_order_seq_cst);
     if (!skip && deadline && *deadline <= clock::now()) skip = true;
     if (!skip) {
       timespec timeout{};
@@ -369,12 +372,12 @@ struct reactor::impl {
     ready.append_chain(b.first, b.last, b.size);
   }
 
-  // True if a task waits in the inbox or in a channel from another shard. Relaxed loads (see spin_for_inbox()):
-  // callers that need ordering put a fence first.
-  bool anything_posted() const noexcept {
-    if (!inbox.empty()) return true;
+  // True if a task waits in the inbox or in a channel from another shard. Relaxed loads for polling
+  // (spin_for_inbox()); the sleep check asks for seq_cst (wake()).
+  bool anything_posted(std::memory_order order = std::memory_order_relaxed) const noexcept {
+    if (!inbox.empty(order)) return true;
     for (const detail::intrusive_inbox* channel : channels_in) {
-      if (!channel->empty()) return true;
+      if (!channel->empty(order)) return true;
     }
     return false;
   }

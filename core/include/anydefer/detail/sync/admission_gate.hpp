@@ -131,11 +131,10 @@ class alignas(64) admission_gate {
     closed_.store(true, std::memory_order_seq_cst);
   }
 
-  // True once close() was called. Thread-safe. Never allocates.
-  bool closed() const noexcept {
-    // acquire: a caller that sees the gate closed also sees what the closer did before closing.
-    return closed_.load(std::memory_order_acquire);
-  }
+  // True once close() was called. Thread-safe. Never allocates. acquire by default: a caller that sees the gate
+  // closed also sees what the closer did before closing; a caller that pairs the read with close()'s seq_cst
+  // store in a Dekker pattern (the reactor's sleep check) asks for seq_cst.
+  bool closed(std::memory_order order = std::memory_order_acquire) const noexcept { return closed_.load(order); }
 
   // True if the gate is closed and nobody is inside: no execute() is enqueueing and none ever will again.
   // A system call and a mutex: call it only once closed() (it returns false at once before). Thread-safe.

@@ -61,9 +61,13 @@ class intrusive_inbox {
         t.next = reinterpret_cast<task*>(head);  // the head as stored, mark included
         desired = address_of(t);
       }
-      // release (success): the consumer's acquire exchange sees t.next and everything the producer wrote to the
-      // task before handing it over. relaxed (failure): retried with the fresh head.
-    } while (!head_.compare_exchange_weak(head, desired, std::memory_order_release, std::memory_order_relaxed));
+      // seq_cst (success): release, so the consumer's acquire exchange sees t.next and everything the producer
+      // wrote to the task before handing it over; and seq_cst because this CAS is the producer's half of the
+      // reactor's sleep check (reactor.cpp, wake() and sleep()): it and the producer's later seq_cst load of the
+      // reactor's `sleeping` flag, against the reactor's seq_cst store of that flag and its seq_cst load of this
+      // head, are a Dekker pair with no fence (on x86 the CAS is the same locked instruction either way).
+      // relaxed (failure): retried with the fresh head.
+    } while (!head_.compare_exchange_weak(head, desired, std::memory_order_seq_cst, std::memory_order_relaxed));
     return head == 0;
   }
 
@@ -88,11 +92,9 @@ class intrusive_inbox {
     return b;
   }
 
-  // True if nothing is waiting, at some recent moment. Thread-safe.
-  bool empty() const noexcept {
-    // relaxed: callers that need ordering (the sleep check) put a fence before this load.
-    return head_.load(std::memory_order_relaxed) == 0;
-  }
+  // True if nothing is waiting, at some recent moment. Thread-safe. relaxed by default (polling); the reactor's
+  // sleep check asks for seq_cst (see push()).
+  bool empty(std::memory_order order = std::memory_order_relaxed) const noexcept { return head_.load(order) == 0; }
 
  private:
   static constexpr std::uintptr_t last_mark = 1;
