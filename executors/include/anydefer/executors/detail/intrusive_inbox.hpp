@@ -76,7 +76,7 @@ class intrusive_inbox {
     batch b;
     // An empty inbox is left unwritten: an exchange would take its line exclusive for nothing, and the line may
     // be shared with another inbox whose consumer is busy (detail/shard_channels.hpp). relaxed: a push this
-    // misses is found by the caller's next poll, and the sleep check has its own fence.
+    // misses is found by the caller's next poll, and the sleep check makes its own seq_cst loads (empty()).
     if (head_.load(std::memory_order_relaxed) == 0) return b;
     // acquire: pairs with push()'s release CAS (and, through the release sequence of later CASes, with every
     // producer whose node is in the list), so every node's next and contents are visible.
