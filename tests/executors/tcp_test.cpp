@@ -88,6 +88,37 @@ deferred<std::string> call(anydefer::reactor& loop, endpoint to, std::string mes
   co_return reply;
 }
 
+// A reactor on its own thread, a listener on it, and one connection over 127.0.0.1: `client` connected to it,
+// `server_side` accepted from it. All three are closed at the end.
+class TcpConnection : public testing::Test {
+ protected:
+  TcpConnection() {
+    loop.start();
+    l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
+    deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+    client = tcp_stream::connect(loop, l.local_endpoint()).get();
+    server_side = accepted.get();
+  }
+  TcpConnection(const TcpConnection&) = delete;
+  TcpConnection& operator=(const TcpConnection&) = delete;
+  ~TcpConnection() override {
+    try {
+      on_loop(loop, [&] {
+        l.close();
+        client.close();
+        server_side.close();
+      });
+    } catch (const anydefer::executor_stopped_error&) {
+      // a test that stopped the reactor: the handles close without it
+    }
+  }
+
+  anydefer::reactor loop;  // declared first: outlives the handles
+  tcp_listener l;
+  tcp_stream client;
+  tcp_stream server_side;
+};
+
 TEST(Endpoint, ParsesAndPrintsIpv4AndIpv6) {
   const endpoint a = endpoint::parse("127.0.0.1:6379");
   EXPECT_EQ(a.port(), 6379);
@@ -256,13 +287,7 @@ TEST(Tcp, AWriteToAPeerThatClosedFailsWithAnErrnoNotASignal) {
   });
 }
 
-TEST(Tcp, ABigWriteWaitsForRoomAndArrivesWhole) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, ABigWriteWaitsForRoomAndArrivesWhole) {
   std::string big(8 << 20, '\0');
   std::iota(big.begin(), big.end(), '\0');
   deferred<void> written = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });
@@ -277,13 +302,7 @@ TEST(Tcp, ABigWriteWaitsForRoomAndArrivesWhole) {
   });
 }
 
-TEST(Tcp, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
   std::string buf(64, '\0');
   deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
   r.cancel();  // from this thread
@@ -303,13 +322,7 @@ TEST(Tcp, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
   });
 }
 
-TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
   constexpr std::size_t total = 20'000;
   std::thread writer([&] {
     for (std::size_t i = 0; i < total; i += 100) {
@@ -345,13 +358,7 @@ TEST(Tcp, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
   });
 }
 
-TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   const std::string big(8 << 20, 'b');
   deferred<void> w = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });
   ASSERT_FALSE(w.fired());
@@ -377,13 +384,7 @@ TEST(Tcp, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   });
 }
 
-TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
   // Fill the socket buffers behind the stream's back, so the next write_all cannot write a byte.
   const std::string chunk(65536, 'f');
   std::size_t filled = 0;
@@ -418,13 +419,7 @@ TEST(Tcp, AWriteCancelledBeforeItWroteAnythingLeavesTheStreamUsable) {
   });
 }
 
-TEST(Tcp, ClosingAStreamFailsItsPendingReadWithEcanceled) {
-  anydefer::reactor loop;
-  loop.start();
-  tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
-  deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
-  tcp_stream client = tcp_stream::connect(loop, l.local_endpoint()).get();
-  tcp_stream server_side = accepted.get();
+TEST_F(TcpConnection, ClosingAStreamFailsItsPendingReadWithEcanceled) {
   std::string buf(8, '\0');
   deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
   on_loop(loop, [&] { server_side.close(); });
@@ -434,10 +429,6 @@ TEST(Tcp, ClosingAStreamFailsItsPendingReadWithEcanceled) {
   // The client sees the end of the stream.
   deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
   EXPECT_EQ(eof.get(), 0U);
-  on_loop(loop, [&] {
-    l.close();
-    client.close();
-  });
 }
 
 TEST(Tcp, AStreamDestroyedOffTheLoopThreadIsClosedThere) {
