@@ -28,9 +28,9 @@
 // is level-triggered and kept registered after a wait fires, so a reader that waits again from the callback the
 // report ran (the steady state of a server) makes no epoll_ctl call; any other wait registers its interest (one
 // epoll_ctl, robust to a descriptor closed and its number reused), and a descriptor reported while nobody waits
-// on it loses that interest then. While
-// any wait is pending, each iteration that ran tasks also polls epoll without blocking (at most 128 events), so a
-// flood of tasks cannot starve sockets, and the idle loop skips the inbox spin below (it would delay I/O).
+// on it loses that interest then. While any wait is pending, each iteration that ran tasks also polls epoll
+// without blocking (at most 128 events), so a flood of tasks cannot starve sockets, and the idle loop skips the
+// inbox spin below (it would delay I/O).
 //
 // Sleeping: an idle loop first polls its inbox for up to 20 us, so that a hand-off from another thread (a
 // cross-reactor continuation) arriving within that window costs no system call on either side; then it blocks in
@@ -167,9 +167,9 @@ class alignas(64) reactor final : public timer_service {
   deferred<void> wait_writable(int fd, std::source_location loc = std::source_location::current());
 
   // Fails the pending waits on `fd` with cancelled_error and removes `fd` from the reactor's epoll set. Call it
-  // before closing a descriptor that was ever waited on: the kernel forgets a closed descriptor, the reactor's
-  // table would not, and a new descriptor with the same number would then never report. Loop thread only
-  // (std::logic_error elsewhere).
+  // (on the loop thread) before closing a descriptor that was ever waited on: until then the loop may still pass
+  // its number to epoll_ctl, and a close on another thread races with that (a number reused meanwhile would
+  // name someone else's descriptor). Loop thread only (std::logic_error elsewhere).
   void forget_fd(int fd);
 
   // Low-level waits (detail/io_waiter.hpp), for operations that retry their system call themselves. Loop thread
