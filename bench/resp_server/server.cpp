@@ -56,15 +56,11 @@ class keyspace {
     std::string value;
     std::int64_t expires_at = 0;  // ms on the steady clock; 0: never
   };
+  using map_type = std::unordered_map<std::string, entry, string_hash, std::equal_to<>>;
 
   entry* find(std::string_view key) {
-    auto it = map_.find(key);
-    if (it == map_.end()) return nullptr;
-    if (it->second.expires_at != 0 && it->second.expires_at <= now_ms()) {
-      map_.erase(it);
-      return nullptr;
-    }
-    return &it->second;
+    const auto it = live(key);
+    return it == map_.end() ? nullptr : &it->second;
   }
 
   entry& upsert(std::string_view key) {
@@ -77,8 +73,9 @@ class keyspace {
   entry& insert(std::string_view key) { return map_.emplace(std::string(key), entry{}).first->second; }
 
   bool erase(std::string_view key) {
-    if (find(key) == nullptr) return false;
-    map_.erase(map_.find(key));
+    const auto it = live(key);
+    if (it == map_.end()) return false;
+    map_.erase(it);
     return true;
   }
 
@@ -108,8 +105,18 @@ class keyspace {
   }
 
  private:
+  // The key's entry, or end() if it is absent or expired (an expired one is erased here).
+  map_type::iterator live(std::string_view key) {
+    auto it = map_.find(key);
+    if (it != map_.end() && it->second.expires_at != 0 && it->second.expires_at <= now_ms()) {
+      map_.erase(it);
+      return map_.end();
+    }
+    return it;
+  }
+
   using deadline = std::pair<std::int64_t, std::string>;
-  std::unordered_map<std::string, entry, string_hash, std::equal_to<>> map_;
+  map_type map_;
   std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
 };
 
@@ -480,11 +487,12 @@ struct server::impl {
         }
         const auto& a = parser.args();
         if (!a.empty()) {
-          if (lookup(a[0]) == command::quit) {
+          const command c = lookup(a[0]);
+          if (c == command::quit) {
             replies.push_back(anydefer::succeed(std::string("+OK\r\n")));
             closing = true;
           } else {
-            replies.push_back(dispatch(home, a, name));
+            replies.push_back(dispatch(home, c, a, name));
           }
         }
         in.consume(parser.consumed());
@@ -504,8 +512,7 @@ struct server::impl {
 
   // --- dispatch (on the connection's shard) ----------------------------------------------------------------------
 
-  deferred<std::string> dispatch(shard& home, args_view a, std::string& client_name) {
-    const command c = lookup(a[0]);
+  deferred<std::string> dispatch(shard& home, command c, args_view a, std::string& client_name) {
     if (const auto arity = keyed_arity(c)) {
       if (a.size() < arity->first || (!arity->second && a.size() > arity->first)) {
         return anydefer::succeed(wrong_arity(a[0]));

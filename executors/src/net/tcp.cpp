@@ -292,6 +292,18 @@ class listener_core final : public core_base {
   }
 };
 
+// The close() of a stream or listener handle: on the loop thread the socket closes now and the handle stays (not
+// open); elsewhere the close is forwarded to the loop and the handle lets go of its core.
+template <class Core>
+void close_handle(Core*& core) noexcept {
+  if (core == nullptr) return;
+  if (core->loop().running_in_this_thread()) {
+    core->close_here();
+  } else {
+    std::exchange(core, nullptr)->close_and_release();
+  }
+}
+
 // --- operations --------------------------------------------------------------------------------------------------
 
 namespace {
@@ -605,14 +617,7 @@ void tcp_stream::shutdown_write() {
   if (::shutdown(core_->fd(), SHUT_WR) != 0) throw errno_error(errno, "shutdown");
 }
 
-void tcp_stream::close() noexcept {
-  if (core_ == nullptr) return;
-  if (core_->loop().running_in_this_thread()) {
-    core_->close_here();
-  } else {
-    std::exchange(core_, nullptr)->close_and_release();
-  }
-}
+void tcp_stream::close() noexcept { detail::close_handle(core_); }
 
 bool tcp_stream::is_open() const noexcept { return core_ != nullptr && core_->is_open(); }
 int tcp_stream::native_handle() const noexcept { return core_ != nullptr ? core_->fd() : -1; }
@@ -682,14 +687,7 @@ deferred<tcp_stream> tcp_listener::accept(std::source_location loc) {
   return core_->accept(loc);
 }
 
-void tcp_listener::close() noexcept {
-  if (core_ == nullptr) return;
-  if (core_->loop().running_in_this_thread()) {
-    core_->close_here();
-  } else {
-    std::exchange(core_, nullptr)->close_and_release();
-  }
-}
+void tcp_listener::close() noexcept { detail::close_handle(core_); }
 
 bool tcp_listener::is_open() const noexcept { return core_ != nullptr && core_->is_open(); }
 int tcp_listener::native_handle() const noexcept { return core_ != nullptr ? core_->fd() : -1; }
