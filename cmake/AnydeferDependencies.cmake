@@ -28,6 +28,40 @@ else()
   message(STATUS "anydefer: standalone Asio not found (Debian package libasio-dev): anydefer::asio is not built")
 endif()
 
+# gRPC's C++ callback API: anydefer::grpc (anydefer/grpc/*.hpp). Its tests and B12 also compile a .proto, with
+# protoc and grpc_cpp_plugin.
+find_package(gRPC CONFIG QUIET)
+find_program(ANYDEFER_PROTOC protoc DOC "protoc, the protobuf compiler (Debian package protobuf-compiler)")
+find_program(ANYDEFER_GRPC_CPP_PLUGIN grpc_cpp_plugin DOC "gRPC's protoc plugin (Debian package protobuf-compiler-grpc)")
+if(gRPC_FOUND AND TARGET gRPC::grpc++ AND TARGET protobuf::libprotobuf AND ANYDEFER_PROTOC AND ANYDEFER_GRPC_CPP_PLUGIN)
+  set(ANYDEFER_WITH_GRPC ON)
+else()
+  set(ANYDEFER_WITH_GRPC OFF)
+  message(STATUS "anydefer: gRPC not found (Debian packages libgrpc++-dev, libprotobuf-dev, protobuf-compiler, "
+                 "protobuf-compiler-grpc): anydefer::grpc, its tests and B12 are not built")
+endif()
+
+# Compiles `proto` (a .proto file with one service) into a static library `target` holding the messages and the
+# generated stubs; its headers are included as "<name>.pb.h" and "<name>.grpc.pb.h".
+function(anydefer_grpc_proto target proto)
+  get_filename_component(_name "${proto}" NAME_WE)
+  get_filename_component(_dir "${proto}" DIRECTORY)
+  set(_out "${CMAKE_CURRENT_BINARY_DIR}/${target}")
+  set(_generated "${_out}/${_name}.pb.cc" "${_out}/${_name}.grpc.pb.cc" "${_out}/${_name}.pb.h"
+      "${_out}/${_name}.grpc.pb.h")
+  add_custom_command(OUTPUT ${_generated}
+    COMMAND "${CMAKE_COMMAND}" -E make_directory "${_out}"
+    COMMAND "${ANYDEFER_PROTOC}" "--proto_path=${_dir}" "--cpp_out=${_out}" "--grpc_out=${_out}"
+            "--plugin=protoc-gen-grpc=${ANYDEFER_GRPC_CPP_PLUGIN}" "${proto}"
+    DEPENDS "${proto}"
+    COMMENT "protoc: ${_name}.proto"
+    VERBATIM)
+  add_library(${target} STATIC ${_generated})
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(${target} SYSTEM PUBLIC "${_out}")  # generated code: not held to our warnings
+  target_link_libraries(${target} PUBLIC gRPC::grpc++ protobuf::libprotobuf)
+endfunction()
+
 # moodycamel::ConcurrentQueue is header-only; Debian installs it as /usr/include/concurrentqueue/concurrentqueue.h.
 # The include directory is the one holding concurrentqueue.h, so code may write either <concurrentqueue.h> or
 # <concurrentqueue/concurrentqueue.h>.
