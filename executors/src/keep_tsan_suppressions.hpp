@@ -1,5 +1,5 @@
 // Included by the sources of executors that use third-party queues ThreadSanitizer cannot see through (moodycamel,
-// oneTBB): the reference below makes a static link pull in tsan_suppressions.cpp along with that executor.
+// oneTBB), and by anydefer::grpc (gRPC's libraries): the reference below makes a static link pull in tsan_suppressions.cpp along with that executor.
 #pragma once
 
 namespace anydefer::detail {

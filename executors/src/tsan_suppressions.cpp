@@ -8,6 +8,11 @@
 //   - oneTBB's shared library is not instrumented, so the happens-before edge that its task queue provides
 //     between arena.enqueue() and the worker running the functor is invisible; every access made by code that
 //     TBB runs is then reported against the submitting thread.
+//   - gRPC and the Abseil it runs on (anydefer::grpc's programs) are uninstrumented shared libraries too: the
+//     edges their completion queues, event engine and absl::Mutex provide are invisible, so their own threads
+//     race with each other in every report, and a callback that gRPC runs is reported against the thread that
+//     started the call. What anydefer::grpc hands between threads itself goes through deferreds and executors,
+//     which are checked everywhere else.
 // Our own lock-free code (work_stealing_deque, event_count, admission_gate, intrusive_inbox, reactor) has no
 // suppression.
 #include "anydefer/detail/sync/sanitizers.hpp"
@@ -21,6 +26,11 @@ int tsan_suppressions_anchor = 0;
 extern "C" const char* __tsan_default_suppressions() {
   return "race:moodycamel::ConcurrentQueue\n"
          "race:oneapi/tbb/\n"
-         "race:libtbb.so\n";
+         "race:libtbb.so\n"
+         "race:libgrpc.so\n"
+         "race:libgrpc++.so\n"
+         "race:libgpr.so\n"
+         "race:libabsl_\n"
+         "race:libprotobuf.so\n";
 }
 #endif

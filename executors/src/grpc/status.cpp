@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../keep_tsan_suppressions.hpp"  // gRPC's libraries are not instrumented: see tsan_suppressions.cpp
 #include "anydefer/errors.hpp"
 
 namespace anydefer::grpc {
