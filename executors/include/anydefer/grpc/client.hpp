@@ -267,7 +267,7 @@ class stream_core : public ::grpc::ClientReadReactor<Response> {
     {
       std::lock_guard lock(mu_);
       cancel_requested_ = true;
-      pending = pending_;
+      pending = std::exchange(pending_, std::nullopt);  // answered here: the next next() may come at once
       if (!reading_) release = std::exchange(hold_, false);
     }
     if (pending) anydefer::detail::access::state_of(*pending)->fire_failure(std::make_exception_ptr(cancelled_error()));
@@ -293,16 +293,19 @@ class stream_core : public ::grpc::ClientReadReactor<Response> {
   ~stream_core() override = default;
 
   void OnReadDone(bool ok) override {
+    bool deliver_message = false;
     bool release_hold = false;
     {
       std::lock_guard lock(mu_);
       reading_ = false;
-      if (ok) outcome_.emplace(std::move(message_));
+      // After a cancel, what was read is dropped: that next() was already answered with cancelled_error.
+      deliver_message = ok && !cancel_requested_;
+      if (deliver_message) outcome_.emplace(std::move(message_));
       if (!ok) read_failed_ = true;  // the stream is over; the status comes with OnDone
       // After a cancel no read starts again, so the hold goes with the last read.
       if (!ok || cancel_requested_) release_hold = std::exchange(hold_, false);
     }
-    if (ok) dispatch();
+    if (deliver_message) dispatch();
     if (release_hold) this->RemoveHold();
   }
 
