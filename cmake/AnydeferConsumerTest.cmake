@@ -5,7 +5,7 @@
 #   MODE=pkgconfig  compile tests/consumer/main.cpp against the stage with `pkg-config --cflags --libs anydefer`
 #
 # Inputs: BUILD_DIR STAGE LIBDIR CONSUMER_SOURCE CXX CONFIG EXTRA_FLAGS (sanitizer flags of this build, may be
-# empty), GENERATOR MAKE_PROGRAM REQUIRE_TBB REQUIRE_ASIO (package: the optional targets this build made, which the
+# empty), GENERATOR MAKE_PROGRAM REQUIRE_TBB REQUIRE_ASIO REQUIRE_GRPC (package: the optional targets this build made, which the
 # package must then export), PKG_CONFIG (pkgconfig).
 cmake_minimum_required(VERSION 3.25)
 
@@ -31,6 +31,9 @@ if(MODE STREQUAL "install")
   if(REQUIRE_TBB)
     list(APPEND _optional_expected "${STAGE}/${LIBDIR}/libanydefer_tbb.a" "${STAGE}/${LIBDIR}/pkgconfig/anydefer-tbb.pc")
   endif()
+  if(REQUIRE_GRPC)
+    list(APPEND _optional_expected "${STAGE}/${LIBDIR}/libanydefer_grpc.a" "${STAGE}/include/anydefer/grpc/client.hpp")
+  endif()
   foreach(_expected ${_optional_expected}
       "${STAGE}/${LIBDIR}/cmake/anydefer/anydeferConfig.cmake"
       "${STAGE}/${LIBDIR}/cmake/anydefer/anydeferConfigVersion.cmake"
@@ -54,7 +57,7 @@ elseif(MODE STREQUAL "package")
     list(APPEND _gen_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
   endif()
   run("${CMAKE_COMMAND}" -S "${CONSUMER_SOURCE}" -B "${_bin}" ${_gen_args}
-      "-DREQUIRE_TBB=${REQUIRE_TBB}" "-DREQUIRE_ASIO=${REQUIRE_ASIO}"
+      "-DREQUIRE_TBB=${REQUIRE_TBB}" "-DREQUIRE_ASIO=${REQUIRE_ASIO}" "-DREQUIRE_GRPC=${REQUIRE_GRPC}"
       "-DCMAKE_CXX_COMPILER=${CXX}"
       "-DCMAKE_BUILD_TYPE=${CONFIG}"
       "-DCMAKE_PREFIX_PATH=${STAGE}"

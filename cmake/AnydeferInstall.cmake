@@ -1,5 +1,5 @@
 # Install rules: headers, static libraries, CMake package (anydeferConfig.cmake, version file, exported targets in
-# namespace anydefer::, with anydefer::tbb and anydefer::asio where they were built) and pkg-config files
+# namespace anydefer::, with anydefer::tbb, anydefer::asio and anydefer::grpc where they were built) and pkg-config files
 # (anydefer.pc, and anydefer-tbb.pc with anydefer::tbb).
 
 include(CMakePackageConfigHelpers)
@@ -9,7 +9,7 @@ set(ANYDEFER_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/anydefer"
 mark_as_advanced(ANYDEFER_INSTALL_CMAKEDIR)
 
 set(_anydefer_installed_targets anydefer_core anydefer_executors anydefer)
-foreach(_anydefer_optional IN ITEMS anydefer_tbb anydefer_asio)
+foreach(_anydefer_optional IN ITEMS anydefer_tbb anydefer_asio anydefer_grpc)
   if(TARGET ${_anydefer_optional})
     list(APPEND _anydefer_installed_targets ${_anydefer_optional})
   endif()

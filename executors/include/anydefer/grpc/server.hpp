@@ -22,7 +22,10 @@
 // coroutine sees cancelled_error at its co_await), so the work stops and the RPC finishes with CANCELLED. The
 // request and the context stay valid until then: the handler may keep pointers to them.
 //
-// Cost: one allocation (the reactor) and one deferred link beside what the handler allocates.
+// Cost: a handler whose deferred has fired by the time it returns (a synchronous answer) is finished through
+// gRPC's own finish-only reactor, as a plain callback handler would be: nothing beside what the handler allocates.
+// Otherwise one allocation (the reactor) and one deferred link; gRPC then runs the reactor's OnDone on its
+// callback executor (a thread hop), as it does for every reactor an application defines.
 #pragma once
 
 #include <exception>
@@ -87,12 +90,25 @@ class unary_reactor final : public ::grpc::ServerUnaryReactor {
 template <class Response, class F, class... A>
 ::grpc::ServerUnaryReactor* serve(::grpc::CallbackServerContext* context, Response* response, F&& handler,
                                   A&&... args) {
-  static_cast<void>(context);  // the reactor is per call; gRPC ties it to `context` when the method returns it
   using returned = anydefer::detail::unwrap_deferred_t<std::invoke_result_t<F, A...>>;
   static_assert(std::is_same_v<returned, Response>,
                 "anydefer::grpc::serve: the handler must return deferred<Response> or Response");
+  deferred<Response> reply = maybe_deferred(std::forward<F>(handler), std::forward<A>(args)...);
+  if (reply.fired()) {
+    // Answered already: gRPC's own finish-only reactor, whose reactions run inline, as a plain handler's would.
+    // A reactor of ours would cost an allocation and a hop to gRPC's callback executor for OnDone.
+    ::grpc::ServerUnaryReactor* finish_only = context->DefaultReactor();
+    ::grpc::Status status = ::grpc::Status::OK;
+    try {
+      *response = reply.get();
+    } catch (...) {
+      status = status_of(std::current_exception());
+    }
+    finish_only->Finish(std::move(status));
+    return finish_only;
+  }
   auto* reactor = new detail::unary_reactor<Response>(response);
-  reactor->attach(maybe_deferred(std::forward<F>(handler), std::forward<A>(args)...));
+  reactor->attach(std::move(reply));
   return reactor;
 }
 
