@@ -1,5 +1,6 @@
 // Included by the sources of executors that use third-party queues ThreadSanitizer cannot see through (moodycamel,
-// oneTBB), and by anydefer::grpc (gRPC's libraries): the reference below makes a static link pull in tsan_suppressions.cpp along with that executor.
+// oneTBB), and by anydefer::grpc (gRPC's libraries): the reference below makes a static link pull in
+// tsan_suppressions.cpp along with them.
 #pragma once
 
 namespace anydefer::detail {

@@ -88,11 +88,11 @@ class GrpcTest : public ::testing::Test {
   }
   ~GrpcTest() override { loop_.stop(); }
 
-  anydefer::deferred<EchoReply> say(EchoRequest r, anydefer::grpc::call_options options = {}) {
+  anydefer::deferred<EchoReply> say(EchoRequest r, const anydefer::grpc::call_options& options = {}) {
     return anydefer::grpc::call(stub_->async(), &Echo::Stub::async::Say, std::move(r), options);
   }
   anydefer::grpc::stream_reader<EchoReply> count(const std::string& text, int n, EchoRequest::Mode mode, int code = 0,
-                                                 anydefer::grpc::call_options options = {}) {
+                                                 const anydefer::grpc::call_options& options = {}) {
     EchoRequest r = request(text, mode);
     r.set_count(n);
     r.set_code(code);
@@ -374,7 +374,7 @@ TEST_F(GrpcTest, TenThousandConcurrentCallsFromThePoolLoseNothing) {
   }
   for (auto& s : started) s.get();
   ASSERT_EQ(replies.size(), static_cast<std::size_t>(calls));
-  std::vector<EchoReply> all = anydefer::gather(std::move(replies)).get();
+  std::vector<EchoReply> all = anydefer::gather(replies).get();
   std::vector<bool> seen(calls, false);
   for (const EchoReply& r : all) {
     const int i = std::stoi(r.text());
@@ -464,7 +464,7 @@ TEST(GrpcTwoProcesses, CallsAndErrorsCrossProcesses) {
   };
   std::vector<anydefer::deferred<EchoReply>> many;
   for (int i = 0; i < 200; ++i) many.push_back(say(request(std::to_string(i))));
-  std::vector<EchoReply> replies = anydefer::gather(std::move(many)).get();
+  std::vector<EchoReply> replies = anydefer::gather(many).get();
   for (int i = 0; i < 200; ++i) EXPECT_EQ(replies[static_cast<std::size_t>(i)].text(), std::to_string(i));
 
   EXPECT_EQ(code_of(say(request("t", EchoRequest::THROW))), grpc::StatusCode::INTERNAL);

@@ -171,7 +171,7 @@ class unary_call final : public anydefer::detail::state<Response> {
 };
 
 template <class Response>
-class stream_core;
+class stream_core;  // NOLINT(cppcoreguidelines-virtual-class-destructor): virtual through gRPC's reactor base
 
 }  // namespace detail
 
@@ -234,6 +234,7 @@ namespace detail {
 
 // What a stream_reader needs of its state, whatever the request type.
 template <class Response>
+// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): virtual through gRPC's reactor base
 class stream_core : public ::grpc::ClientReadReactor<Response> {
  public:
   // --- owners: the reader, gRPC (until OnDone returns), a queued delivery, and each pending next()'s canceller
@@ -290,8 +291,11 @@ class stream_core : public ::grpc::ClientReadReactor<Response> {
   explicit stream_core(const call_options& options) : executor_(options.executor), delivery_(this) {
     prepare(context_, options);
   }
-  ~stream_core() override = default;
 
+ public:
+  ~stream_core() override = default;  // the last drop_owner() deletes through this type
+
+ protected:
   void OnReadDone(bool ok) override {
     bool deliver_message = false;
     bool release_hold = false;
