@@ -133,7 +133,7 @@ class closed_loop {
   // next call starts.
   struct chain {
     std::vector<double> latencies_ns;
-    long started = 1;  // calls started, counting the first
+    long started = 1;  // calls this chain started (the first one by the constructor)
   };
   struct plain_call {
     grpc::ClientContext context;
@@ -166,7 +166,7 @@ class closed_loop {
     } else {
       errors_.fetch_add(1);
     }
-    const bool more = calls_per_chain_ > 0 ? ++c.started < calls_per_chain_ : now < deadline_;
+    const bool more = calls_per_chain_ > 0 ? c.started++ < calls_per_chain_ : now < deadline_;
     if (more) {
       next(c);
       return;
