@@ -23,7 +23,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "anydefer/net/tcp.hpp"
+#include "floor.hpp"
 #include "resp.hpp"
 
 namespace {
@@ -33,35 +33,6 @@ struct connection {
   resp::parser parser;
   std::string out;
 };
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "resp_epoll_floor: %s: %s\n", what, std::strerror(errno));
-  std::exit(2);
-}
-
-// Answers every complete request in `c.in`; false if the connection must close (a protocol error).
-bool answer(connection& c) {
-  for (;;) {
-    const auto st = c.parser.next(c.in.unparsed());
-    if (st == resp::parser::status::incomplete) return true;
-    if (st == resp::parser::status::error) {
-      resp::error(c.out, "ERR " + c.parser.error());
-      return false;
-    }
-    const auto& a = c.parser.args();
-    if (!a.empty()) {
-      const std::string_view name = a[0];
-      if (name == "PING" || name == "ping") {
-        c.out.append("+PONG\r\n");
-      } else if (name == "CONFIG" || name == "config" || name == "COMMAND" || name == "command") {
-        c.out.append("*0\r\n");
-      } else {
-        c.out.append("+OK\r\n");
-      }
-    }
-    c.in.consume(c.parser.consumed());
-  }
-}
 
 }  // namespace
 
@@ -79,22 +50,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const auto at = anydefer::net::endpoint::parse(bind + ":" + std::to_string(port));
-  const int listener = ::socket(at.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listener, at.data(), at.size()) != 0) die("bind");
-  if (::listen(listener, 1024) != 0) die("listen");
-  sockaddr_storage bound{};
-  socklen_t bound_size = sizeof bound;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &bound_size);  // NOLINT: the sockets API
-
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
-  const int signal_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  const auto [listener, address] = resp::floor::listen_on("resp_epoll_floor", bind, port, SOCK_NONBLOCK);
+  const int signal_fd = resp::floor::stop_signal_fd(SFD_NONBLOCK);
 
   const int poller = ::epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -103,10 +60,7 @@ int main(int argc, char** argv) {
   ::epoll_ctl(poller, EPOLL_CTL_ADD, listener, &ev);
   ev.data.fd = signal_fd;
   ::epoll_ctl(poller, EPOLL_CTL_ADD, signal_fd, &ev);
-  std::printf("resp_epoll_floor: listening on %s\n",
-              anydefer::net::endpoint::from(reinterpret_cast<const sockaddr*>(&bound), bound_size)  // NOLINT
-                  .to_string()
-                  .c_str());
+  std::printf("resp_epoll_floor: listening on %s\n", address.c_str());
   std::fflush(stdout);
 
   std::unordered_map<int, std::unique_ptr<connection>> connections;
@@ -128,6 +82,7 @@ int main(int argc, char** argv) {
         for (;;) {
           const int cfd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (cfd < 0) break;
+          const int one = 1;
           ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           epoll_event cev{};
           cev.events = EPOLLIN;
@@ -145,7 +100,7 @@ int main(int argc, char** argv) {
         continue;
       }
       c.in.commit(static_cast<std::size_t>(got));
-      const bool keep = answer(c);
+      const bool keep = resp::floor::answer(c.in, c.parser, c.out);
       // Replies are small and the client reads them: a blocking-free send that takes them whole, as Redis's
       // own write before it sleeps; a partial send (a client not reading) drops the connection here.
       const ssize_t sent = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);

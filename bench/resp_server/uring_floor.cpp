@@ -31,7 +31,7 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "anydefer/net/tcp.hpp"
+#include "floor.hpp"
 #include "resp.hpp"
 
 namespace {
@@ -52,34 +52,7 @@ struct connection {
   bool closing = false;
 };
 
-[[noreturn]] void die(const char* what, int error) {
-  std::fprintf(stderr, "resp_uring_floor: %s: %s\n", what, std::strerror(error));
-  std::exit(2);
-}
-
-// Answers every complete request in `c.in` into `sink`; false if the connection must close (a protocol error).
-bool answer(connection& c, std::string& sink) {
-  for (;;) {
-    const auto st = c.parser.next(c.in.unparsed());
-    if (st == resp::parser::status::incomplete) return true;
-    if (st == resp::parser::status::error) {
-      resp::error(sink, "ERR " + c.parser.error());
-      return false;
-    }
-    const auto& a = c.parser.args();
-    if (!a.empty()) {
-      const std::string_view name = a[0];
-      if (name == "PING" || name == "ping") {
-        sink.append("+PONG\r\n");
-      } else if (name == "CONFIG" || name == "config" || name == "COMMAND" || name == "command") {
-        sink.append("*0\r\n");
-      } else {
-        sink.append("+OK\r\n");
-      }
-    }
-    c.in.consume(c.parser.consumed());
-  }
-}
+[[noreturn]] void die(const char* what, int error) { resp::floor::die("resp_uring_floor", what, error); }
 
 class server {
  public:
@@ -251,7 +224,7 @@ class server {
     }
     c.in.commit(static_cast<std::size_t>(res));
     std::string& sink = c.sending ? c.pending : c.out;
-    const bool keep = answer(c, sink);
+    const bool keep = resp::floor::answer(c.in, c.parser, sink);
     if (!c.sending && !c.out.empty()) post_send(c);
     if (keep) {
       if (!multishot_ || (flags & IORING_CQE_F_MORE) == 0) post_recv(c);  // a multishot receive goes on by itself
@@ -302,28 +275,11 @@ int main(int argc, char** argv) {
     }
     ++i;
   }
-  const auto at = anydefer::net::endpoint::parse(bind + ":" + std::to_string(port));
-  const int listener = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listener, at.data(), at.size()) != 0) die("bind", errno);
-  if (::listen(listener, 1024) != 0) die("listen", errno);
-  sockaddr_storage bound{};
-  socklen_t bound_size = sizeof bound;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &bound_size);  // NOLINT: the sockets API
-
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
-  const int signal_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  const auto [listener, address] = resp::floor::listen_on("resp_uring_floor", bind, port, 0);
+  const int signal_fd = resp::floor::stop_signal_fd(0);
 
   server s(listener, signal_fd, multishot);
-  std::printf("resp_uring_floor: listening on %s\n",
-              anydefer::net::endpoint::from(reinterpret_cast<const sockaddr*>(&bound), bound_size)  // NOLINT
-                  .to_string()
-                  .c_str());
+  std::printf("resp_uring_floor: listening on %s\n", address.c_str());
   std::fflush(stdout);
   s.run();
   std::printf("resp_uring_floor: stopped\n");
