@@ -282,6 +282,8 @@ TEST_F(GrpcTest, AnExecutorThatStoppedFailsTheCall) {
 TEST_F(GrpcTest, AStreamIsReadOneMessageAtATimeThenEnds) {
   auto reader = count("m", 5, EchoRequest::REPLY, 0, {.executor = loop_});
   auto read_all = [&]() -> anydefer::deferred<std::vector<int>> {
+    // On the loop from the start: a next() that fired before it was awaited continues where the coroutine is.
+    co_await anydefer::resume_on(loop_);
     std::vector<int> seen;
     while (std::optional<EchoReply> r = co_await reader.next()) {
       EXPECT_TRUE(loop_.running_in_this_thread());
