@@ -75,6 +75,15 @@ constexpr std::chrono::milliseconds short_deadline{500};
 constexpr std::chrono::milliseconds short_deadline{50};
 #endif
 
+// Waits until gRPC has released every call (see anydefer::grpc::calls_in_flight()): before a channel goes.
+void wait_for_calls_to_end() {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (anydefer::grpc::calls_in_flight() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(anydefer::grpc::calls_in_flight(), 0) << "calls left in flight";
+}
+
 class GrpcTest : public ::testing::Test {
  protected:
   GrpcTest()
@@ -86,7 +95,10 @@ class GrpcTest : public ::testing::Test {
       ADD_FAILURE() << "the channel to " << server_.target() << " did not connect";
     }
   }
-  ~GrpcTest() override { loop_.stop(); }
+  ~GrpcTest() override {
+    wait_for_calls_to_end();  // before the channel and the loop go
+    loop_.stop();
+  }
 
   anydefer::deferred<EchoReply> say(EchoRequest r, const anydefer::grpc::call_options& options = {}) {
     return anydefer::grpc::call(stub_->async(), &Echo::Stub::async::Say, std::move(r), options);
@@ -200,6 +212,7 @@ TEST_F(GrpcTest, CancelFromAnotherThreadWhileTheCallRuns) {
   cancelled.get();
   for (auto& d : calls) EXPECT_THROW(d.get(), anydefer::cancelled_error);
   EXPECT_TRUE(server_.service().handler_cancels().wait_for(50, 10s)) << server_.service().handler_cancels().value();
+  wait_for_calls_to_end();  // before the pool goes: gRPC completes cancelled calls later
 }
 
 // cancel() from a pool worker racing the response: each call ends once, with its reply or with cancelled_error.
@@ -225,6 +238,7 @@ TEST_F(GrpcTest, CancelRacingTheResponseEndsEachCallOnce) {
     }
   }
   EXPECT_EQ(replied + cancelled, many_calls / 2);
+  wait_for_calls_to_end();  // before the pool goes: gRPC completes cancelled calls later
 }
 
 TEST_F(GrpcTest, AddTimeoutCancelsTheCall) {
@@ -255,6 +269,7 @@ TEST_F(GrpcTest, AnUnavailableServerIsUnavailable) {
   auto stub = Echo::NewStub(channel);
   auto d = anydefer::grpc::call(stub->async(), &Echo::Stub::async::Say, request("x"), {.timeout = 10s});
   EXPECT_EQ(code_of(std::move(d)), grpc::StatusCode::UNAVAILABLE);
+  wait_for_calls_to_end();  // before this test's channel goes
 }
 
 TEST_F(GrpcTest, AThrowingConfigureThrowsAndMakesNoCall) {
@@ -488,6 +503,7 @@ TEST(GrpcTwoProcesses, CallsAndErrorsCrossProcesses) {
   EXPECT_EQ(server.stop(), 0);
   // The server is gone: the next call is UNAVAILABLE, not a hang.
   EXPECT_EQ(code_of(say(request("x"), {.timeout = 10s})), grpc::StatusCode::UNAVAILABLE);
+  wait_for_calls_to_end();  // before this test's channel goes
 }
 
 }  // namespace

@@ -12,7 +12,8 @@
 //   - fires with the response when the status is OK, and fails with anydefer::grpc::grpc_error (code(), message())
 //     otherwise: never a default response;
 //   - fires on `options.executor` (its callbacks and the coroutines awaiting it run there); without one, on the
-//     gRPC thread that completed the call. A stopped executor's error fails it instead;
+//     gRPC thread that completed the call. A stopped executor's error fails it instead. The executor must outlive
+//     the call's gRPC side, which may last past a cancel() (calls_in_flight() counts it);
 //   - `cancel()` calls ClientContext::TryCancel() and fails the deferred with cancelled_error at once, on the
 //     cancelling thread, as every cancel() settles; the response, if it was already on its way, is dropped.
 //     add_timeout() therefore works, and `options.timeout` sets gRPC's own deadline (DEADLINE_EXCEEDED);
@@ -65,6 +66,23 @@ struct call_options {
 };
 
 namespace detail {
+// Calls (unary or streaming) that gRPC has not let go of yet: counted from the start until gRPC's reference on
+// the call's state is dropped (and the state freed, if that was the last reference).
+inline std::atomic<long> calls_held_by_grpc{0};
+inline void grpc_took_call() noexcept { calls_held_by_grpc.fetch_add(1, std::memory_order_relaxed); }
+// release: a caller that sees the count drop (acquire) also sees what the release of the state did.
+inline void grpc_let_go_of_call() noexcept { calls_held_by_grpc.fetch_sub(1, std::memory_order_release); }
+}  // namespace detail
+
+// Calls whose gRPC side has not finished. gRPC holds each call's ClientContext, and the context holds a reference
+// on the channel; a cancelled call's deferred settles at once, but gRPC completes the call later, and a call whose
+// handles are all gone is freed on gRPC's thread when it does. Wait for zero before dropping the last reference
+// to a channel that had calls: with gRPC 1.51 (Debian 12), a channel whose last reference goes inside one of
+// gRPC's own callback threads can crash the process later (the race of gRPC's issue #32584 in its callback
+// completion queue).
+inline long calls_in_flight() noexcept { return detail::calls_held_by_grpc.load(std::memory_order_acquire); }
+
+namespace detail {
 
 // The failure for a status that is not OK.
 inline std::exception_ptr failure_of(const ::grpc::Status& status) noexcept {
@@ -110,11 +128,12 @@ class unary_call final : public anydefer::detail::state<Response> {
     // release here, acquire in complete(): gRPC orders the call's start before its completion anyway, but inside
     // its uninstrumented libraries; this edge lets ThreadSanitizer see it too (a plain store and load on x86).
     started_.store(true, std::memory_order_release);
+    grpc_took_call();
     (async->*method)(&context_, &request_, &response_, [this](::grpc::Status status) { complete(std::move(status)); });
   }
 
   // start() threw: no callback will come, so gRPC's reference goes now.
-  void not_started() noexcept { anydefer::detail::state_base::release(this); }
+  void not_started() noexcept { release_grpc_reference(); }
 
  protected:
   void cancel_here() noexcept override {
@@ -134,7 +153,8 @@ class unary_call final : public anydefer::detail::state<Response> {
     [[maybe_unused]] const bool started = started_.load(std::memory_order_acquire);
     ANYDEFER_ASSERT(started);
     status_ = std::move(status);
-    if (executor_) {
+    // A call already settled by cancel() has nothing to deliver: let go here, without the executor.
+    if (executor_ && !this->is_claimed()) {
       executor_->execute(delivery_);
     } else {
       deliver();
@@ -149,7 +169,13 @@ class unary_call final : public anydefer::detail::state<Response> {
         this->fire_failure(failure_of(status_));
       }
     }
-    anydefer::detail::state_base::release(this);
+    release_grpc_reference();
+  }
+
+  void release_grpc_reference() noexcept {
+    const bool counted = started_.load(std::memory_order_relaxed);
+    anydefer::detail::state_base::release(this);  // may free *this
+    if (counted) grpc_let_go_of_call();
   }
 
   static unary_call& owner_of(task& t) noexcept { return *static_cast<delivery_task&>(t).owner; }
@@ -157,7 +183,7 @@ class unary_call final : public anydefer::detail::state<Response> {
   static void reject_delivery(task& t, std::exception_ptr why) noexcept {
     unary_call& self = owner_of(t);
     self.fire_failure(std::move(why));
-    anydefer::detail::state_base::release(&self);
+    self.release_grpc_reference();
   }
   static constexpr task::operations delivery_operations{&run_delivery, &reject_delivery};
 
@@ -322,7 +348,8 @@ class stream_core : public ::grpc::ClientReadReactor<Response> {
       settle = pending_.has_value() && !outcome_.has_value();
     }
     if (settle) dispatch();
-    drop_owner();  // gRPC's: it touches the reactor no more
+    drop_owner();  // gRPC's: it touches the reactor no more (may free *this)
+    grpc_let_go_of_call();
   }
 
   ::grpc::ClientContext context_;
@@ -433,6 +460,7 @@ class read_stream_state final : public stream_core<Response> {
 
   template <class Async, class Method>
   void start(Async* async, Method method) {
+    grpc_took_call();
     (async->*method)(&this->context_, &request_, this);
     this->AddHold();  // reads are started from outside the reactions: OnDone must wait for the reader
     this->StartCall();
