@@ -324,23 +324,33 @@ TEST_F(TcpConnection, CancellingAReadLeavesTheStreamUsableAndLosesNothing) {
 
 TEST_F(TcpConnection, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
   constexpr std::size_t total = 20'000;
+  std::atomic<std::size_t> read_so_far{0};
   std::thread writer([&] {
     for (std::size_t i = 0; i < total; i += 100) {
+      if (i % 1000 == 0) {
+        // Pauses until the reader has caught up, so that its next read waits and a cancel surely wins some.
+        while (read_so_far.load() < i) std::this_thread::sleep_for(100us);
+        std::this_thread::sleep_for(1ms);
+      }
       on_loop(loop, [&] { return client.write_all(std::string(100, static_cast<char>('a' + (i / 100) % 26))); });
-      if (i % 1000 == 0) std::this_thread::sleep_for(1ms);  // pauses, so that reads wait and cancels win
     }
   });
   std::string received;
   std::array<std::byte, 37> buf{};
   int cancelled = 0;
+  int pending_reads = 0;
   while (received.size() < total) {
     deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(buf)); });
-    if (received.size() % 3 == 0) r.cancel();
+    // Every third read by position, racing data that may be on its way; and every other read that is waiting
+    // (the writer's pauses make some wait, however the threads are scheduled), so that cancels surely win some.
+    const bool waiting = !r.fired() && pending_reads++ % 2 == 0;
+    if (received.size() % 3 == 0 || waiting) r.cancel();
     r.wait();
     try {
       const std::size_t n = r.get();
       ASSERT_GT(n, 0U);
       received.append(reinterpret_cast<const char*>(buf.data()), n);  // NOLINT: bytes as chars
+      read_so_far.store(received.size());
     } catch (const anydefer::cancelled_error&) {
       ++cancelled;
     }
