@@ -198,12 +198,12 @@ class awaiting_slot {
 
 // Awaits a deferred<U>: from a deferred coroutine or from any other coroutine type.
 //
-// The common case, a deferred that has already fired, touches three fields: the state, the flags, and (as a
-// polymorphic object) the vtable pointer. What a real suspension needs (the slot lent to cancel(), the resume
-// node) is written only by await_suspend, so awaiting a fired deferred costs what reading it with get() costs.
+// The common case, a deferred that has already fired, touches two fields: the state and the flags. What a real
+// suspension needs (the continuation node the awaited state runs, the slot lent to cancel(), the resume node) is
+// written only by await_suspend: the awaiter is not itself a continuation, so the fired path writes no vtable
+// pointer (a polymorphic awaiter wrote one when made and again when destroyed).
 template <class U>
-// NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and a continuation is never owned as such
-class deferred_awaiter final : public continuation {
+class deferred_awaiter {
   static constexpr std::uint8_t owns_handle = 1;        // took over the awaited rvalue's handle
   static constexpr std::uint8_t holds_ref = 2;          // holds a reference instead (while suspended on it)
   static constexpr std::uint8_t attached = 4;           // the result is ours to take (a consumer was attached)
@@ -218,18 +218,36 @@ class deferred_awaiter final : public continuation {
       : state_(s), flags_(take_handle && s != nullptr ? owns_handle : 0) {}
   deferred_awaiter(const deferred_awaiter&) = delete;
   deferred_awaiter& operator=(const deferred_awaiter&) = delete;
-  ~deferred_awaiter() {
+  // The fired path (await_ready, await_resume, the destructor) is forced inline: a recursive coroutine is too
+  // large for GCC to inline these otherwise, and the calls cost as much as the work.
+  [[gnu::always_inline]] ~deferred_awaiter() {
     if ((flags_ & (owns_handle | holds_ref)) == 0) return;
     if ((flags_ & owns_handle) != 0) state_->drop_handle();
     if ((flags_ & holds_ref) != 0) state_base::release(state_);
   }
 
-  // A fired deferred is consumed in await_resume, without suspending.
-  bool await_ready() const noexcept { return state_ == nullptr || state_->is_ready(); }
+  // A fired deferred is not suspended on. The common case (this handle alone, the result untouched) is consumed
+  // here, while the state's words are at hand; any other fired one in await_resume.
+  [[gnu::always_inline]] bool await_ready() noexcept {
+    if (state_ == nullptr) return true;  // await_resume throws
+    // A copy, so that the compiler need not read flags_ again after the state's word was written.
+    const std::uint8_t flags = flags_;
+    switch (state_->consume_if_fired_and_sole()) {
+      case state_base::readiness::consumed_now:
+        flags_ = static_cast<std::uint8_t>(flags | attached);
+        return true;
+      case state_base::readiness::ready:
+        return true;
+      case state_base::readiness::not_ready:
+        break;
+    }
+    return false;
+  }
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) noexcept {
     ::new (static_cast<void*>(&resume_)) queued_resume{h, nullptr};
+    ::new (static_cast<void*>(&node_)) ready_node(*this);
     slot_ = nullptr;
     if (state_->is_continued()) {
       flags_ |= already_continued;
@@ -252,7 +270,7 @@ class deferred_awaiter final : public continuation {
       slot_->begin(state_);
     }
     if constexpr (std::is_base_of_v<escape_mark, P>) escaped_before = std::exchange(h.promise().escaped, true);
-    switch (s->try_attach(this)) {
+    switch (s->try_attach(&node_)) {
       case state_base::attach_result::attached:
         // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
         // broken and may resume the coroutine right here, which is allowed while it is suspended.
@@ -274,30 +292,45 @@ class deferred_awaiter final : public continuation {
     return false;
   }
 
-  U await_resume() {
-    if ((flags_ & (attached | already_continued)) == 0) {  // await_ready found it fired, or it is empty
-      if (state_ == nullptr) throw empty_deferred_error();
-      state_->consume_for_get();
-    } else if ((flags_ & already_continued) != 0) {
-      throw already_continued_error();
-    }
+  [[gnu::always_inline]] U await_resume() {
+    if ((flags_ & (attached | already_continued)) != attached) take_over_result();
     return state_->take_value();
   }
 
-  step on_ready(state_base&) noexcept override {
-    flags_ |= attached;
-    if (slot_ != nullptr) slot_->end();
-    resume_via_trampoline(&resume_);
-    return {};
+ private:
+  // await_resume() when the result is not ours yet: consumes a fired deferred that await_ready() left alone, or
+  // throws for an empty deferred or one that another consumer had.
+  [[gnu::noinline]] void take_over_result() {
+    if ((flags_ & already_continued) != 0) throw already_continued_error();
+    if (state_ == nullptr) throw empty_deferred_error();
+    state_->consume_for_get();
   }
 
- private:
+  // What the awaited state runs once it has a result (see continuation).
+  // NOLINTNEXTLINE(cppcoreguidelines-virtual-class-destructor): final, and a continuation is never owned as such
+  class ready_node final : public continuation {
+   public:
+    explicit ready_node(deferred_awaiter& awaiter) noexcept : awaiter_(awaiter) {}
+    step on_ready(state_base&) noexcept override {
+      awaiter_.flags_ |= attached;
+      if (awaiter_.slot_ != nullptr) awaiter_.slot_->end();
+      resume_via_trampoline(&awaiter_.resume_);
+      return {};
+    }
+
+   private:
+    deferred_awaiter& awaiter_;
+  };
+
   state<U>* state_;
   std::uint8_t flags_;
   // Made by await_suspend, read only after it: left uninitialised on the fired path.
   awaiting_slot* slot_;
   union {
     queued_resume resume_;  // trivially destructible: the union needs no destructor
+  };
+  union {
+    ready_node node_;  // trivially destructible too
   };
 };
 

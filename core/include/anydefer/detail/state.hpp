@@ -365,6 +365,21 @@ class state_base : public continuation {
     return true;
   }
 
+  // The fast path of co_await: says whether the result is there and, in the common case, consumes it at once
+  // with a plain store: when the caller's handle is the only owner and the word says exactly "fired, not
+  // consumed, no consumer, no waiter". Otherwise the caller takes the general path. Sole first, then the word:
+  // see consume_for_get(). acquire on the word (shared case): as in is_ready().
+  enum class readiness : std::uint8_t { not_ready, ready, consumed_now };
+  readiness consume_if_fired_and_sole() noexcept {
+    if (!sole_handle()) return is_ready() ? readiness::ready : readiness::not_ready;
+    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    if (w == (claimed | ready)) {
+      store_as_sole_owner(w, w | consumed);
+      return readiness::consumed_now;
+    }
+    return (w & ready) != 0 ? readiness::ready : readiness::not_ready;
+  }
+
   // Marks a ready result as taken by get(). Throws already_continued_error if a consumer exists.
   void consume_for_get() {
     // Sole first, then the word: a word read before another owner consumed the result and dropped its handle
