@@ -64,7 +64,10 @@ thread_local cache_owner owner;
 
 [[gnu::noinline]] void register_cache_owner() noexcept {
   [[maybe_unused]] cache_owner& touched = owner;  // the first use constructs it and registers its destructor
-  this_thread.owner_registered = true;
+  lists& tc = this_thread;
+  tc.owner_registered = true;
+  // Every list is empty: each class has a whole magazine's room.
+  for (std::size_t c = 0; c < classes; ++c) tc.room[c] = max_cached[c];
 }
 
 bool use_cache() noexcept { return compiled_in && !this_thread.gone && enabled.load(std::memory_order_relaxed); }
@@ -73,13 +76,13 @@ cache_owner::~cache_owner() {
   lists& tc = this_thread;
   tc.gone = true;
   for (std::size_t c = 0; c < classes; ++c) {
+    tc.room[c] = 0;  // first: a free from here on goes to the heap
     for (free_block** list : {&tc.head[c], &tc.spare[c]}) {
       while (free_block* b = *list) {
         *list = b->next;
         ::operator delete(b);
       }
     }
-    tc.count[c] = 0;
   }
 }
 
@@ -101,7 +104,7 @@ void* state_cache::allocate_slow(std::size_t size) {
   } else if ((tc.head[c] = take_batch(c)) == nullptr) {
     return ::operator new((c + 1) * granule);
   }
-  tc.count[c] = max_cached[c] - 1;
+  tc.room[c] = 1;  // a full magazine, less the block handed out below
   free_block* b = tc.head[c];
   tc.head[c] = b->next;
   return b;
@@ -122,10 +125,10 @@ void state_cache::deallocate_slow(void* p, std::size_t size) noexcept {
     deallocate_state(p, size);  // the fast path takes it now
     return;
   }
-  if (tc.count[c] == max_cached[c] && (tc.spare[c] == nullptr || give_batch(c, tc.spare[c]))) {
+  if (tc.room[c] == 0 && (tc.spare[c] == nullptr || give_batch(c, tc.spare[c]))) {
     tc.spare[c] = tc.head[c];
     tc.head[c] = new (p) free_block{nullptr, nullptr};
-    tc.count[c] = 1;
+    tc.room[c] = max_cached[c] - 1;
     return;
   }
   ::operator delete(p);

@@ -58,9 +58,14 @@ struct free_block {
 
 // This thread's lists. Trivial and constant-initialised, so reading it needs no guard. Emptied at thread exit by
 // an owner object that the slow path constructs (and so registers for destruction) the first time.
+//
+// room[c] is how many more blocks the current magazine of class c takes: max_cached[c] minus the blocks on
+// head[c]. It is 0 until this thread's owner is registered and again once the cache is gone, so the fast free
+// tests one word for all three conditions; the fast allocation needs no test of its own either, since head[c]
+// stays null once the cache is gone (only the slow paths refill it, and they check).
 struct lists {
   free_block* head[classes] = {};
-  std::size_t count[classes] = {};
+  std::size_t room[classes] = {};
   free_block* spare[classes] = {};  // a full magazine (max_cached[c] blocks) kept back, or null: slow paths only
   bool owner_registered = false;
   // Set once the cache is emptied at thread exit: frees that come later (from other thread_local destructors)
@@ -81,10 +86,10 @@ inline void* allocate_state(std::size_t size) {
   if constexpr (state_cache::compiled_in) {
     const std::size_t c = state_cache::class_of(size);
     state_cache::lists& tc = state_cache::this_thread;
-    if (c < state_cache::classes && !tc.gone && state_cache::enabled.load(std::memory_order_relaxed)) {
+    if (c < state_cache::classes && state_cache::enabled.load(std::memory_order_relaxed)) {
       if (state_cache::free_block* b = tc.head[c]) {
         tc.head[c] = b->next;
-        --tc.count[c];
+        ++tc.room[c];
         return b;
       }
     }
@@ -97,10 +102,9 @@ inline void deallocate_state(void* p, std::size_t size) noexcept {
   if constexpr (state_cache::compiled_in) {
     const std::size_t c = state_cache::class_of(size);
     state_cache::lists& tc = state_cache::this_thread;
-    if (c < state_cache::classes && tc.owner_registered && !tc.gone &&
-        state_cache::enabled.load(std::memory_order_relaxed) && tc.count[c] < state_cache::max_cached[c]) {
+    if (c < state_cache::classes && tc.room[c] != 0 && state_cache::enabled.load(std::memory_order_relaxed)) {
       tc.head[c] = ::new (p) state_cache::free_block{tc.head[c], nullptr};
-      ++tc.count[c];
+      --tc.room[c];
       return;
     }
   }
