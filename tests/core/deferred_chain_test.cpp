@@ -485,6 +485,45 @@ TEST(DeferredTest, CallbackReturningEmptyDeferredFailsWithEmptyDeferredError) {
   EXPECT_THROW(next.get(), anydefer::empty_deferred_error);
 }
 
+TEST(DeferredTest, CallbackThatThrowsInsteadOfReturningADeferredFailsTheLink) {
+  deferred<int> d;
+  auto next = d.add_callback([](int v) -> deferred<int> {
+    if (v > 0) throw std::runtime_error("no deferred for you");
+    return anydefer::succeed(v);
+  });
+
+  d.callback(1);
+
+  EXPECT_THROW(next.get(), std::runtime_error);
+}
+
+TEST(DeferredTest, FailurePassesACallbackReturningADeferredWithoutRunningIt) {
+  deferred<int> d;
+  bool ran = false;
+  auto next = d.add_callback([&ran](int v) {
+    ran = true;
+    return anydefer::succeed(v);
+  });
+
+  d.errback(std::runtime_error("upstream"));
+
+  EXPECT_THROW(next.get(), std::runtime_error);
+  EXPECT_FALSE(ran);
+}
+
+TEST(DeferredTest, CallbackReturningADeferredThatAlreadyHasAConsumerFailsTheLink) {
+  deferred<int> d;
+  deferred<int> inner;
+  auto inner_tail = inner.add_callback([](int v) { return v; });
+  auto next = d.add_callback([inner](int) { return inner; });
+
+  d.callback(1);
+
+  EXPECT_THROW(next.get(), anydefer::already_continued_error);
+  inner.callback(2);
+  EXPECT_EQ(inner_tail.get(), 2);  // the consumer it had is untouched
+}
+
 // --- value types --------------------------------------------------------------------------------------------
 
 TEST(DeferredTest, VoidDeferredRunsCallbackWithoutArgument) {

@@ -330,6 +330,20 @@ TEST(SubmitTest, FunctionReturningDeferredGivesItsOutcome) {
   EXPECT_EQ(d.get(), 17);
 }
 
+TEST(SubmitTest, FunctionReturningFailedDeferredGivesThatFailure) {
+  manual_executor ex;
+  auto d = anydefer::submit(ex, [] { return anydefer::fail<int>(std::range_error("inner failed")); });
+  ex.run_all();
+  EXPECT_THROW(d.get(), std::range_error);
+}
+
+TEST(SubmitTest, FunctionThrowingInsteadOfReturningADeferredFailsTheDeferred) {
+  manual_executor ex;
+  auto d = anydefer::submit(ex, []() -> deferred<int> { throw std::out_of_range("no deferred"); });
+  ex.run_all();
+  EXPECT_THROW(d.get(), std::out_of_range);
+}
+
 TEST(SubmitTest, InlineExecutorRunsAtOnce) {
   inline_test_executor ex;
 

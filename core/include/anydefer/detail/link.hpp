@@ -112,7 +112,40 @@ struct value_handler {
       invoke_into(out, on_value, up->take_stored());
     }
   }
+
+  // The direct path of a callable that returns deferred<U> (chains_directly): reads the upstream's result in
+  // place, and either stores the outcome in `out` (a failure passed through, or what the callable threw; returns
+  // true) or leaves the deferred the callable returned in `inner` (returns false), with no outcome<U> in between.
+  static constexpr bool chains_directly =
+      std::is_same_v<std::remove_cvref_t<typename invoke_with_value<T, F>::type>, deferred<U>>;
+  bool produce_or_chain(state<U>& out, state<T>* up, deferred<U>& inner) noexcept {
+    if (up != nullptr && up->holds_failure()) {
+      out.store_failure(up->take_error());
+      return true;
+    }
+    try {
+      if constexpr (std::is_void_v<T>) {
+        inner = std::invoke(on_value);
+      } else {
+        inner = std::invoke(on_value, up->take_stored());
+      }
+      return false;
+    } catch (...) {
+      out.store_failure(std::current_exception());
+      return true;
+    }
+  }
 };
+
+// Whether a handler has the direct path for a callable that returns a deferred (only add_callback's has).
+template <class Handler>
+constexpr bool chains_directly() noexcept {
+  if constexpr (requires { Handler::chains_directly; }) {
+    return Handler::chains_directly;
+  } else {
+    return false;
+  }
+}
 
 // add_errback(g): g gets the failure and may recover; a value passes through untouched.
 template <class T, class G>
@@ -286,7 +319,7 @@ class link final : public state<U>, public link_task<Scheduled> {
     // relaxed: a cancel() that still reads the old pointer cancels a state that already fired, a no-op; the walk
     // then cancels this link itself (see state_base::cancel).
     awaited_.store(nullptr, std::memory_order_relaxed);
-    if (&from == inner_) return finish(inner_->take_result());
+    if (&from == inner_) return finish_with_result_of(*inner_);
     if constexpr (Scheduled) {
       return schedule();
     } else {
@@ -333,6 +366,12 @@ class link final : public state<U>, public link_task<Scheduled> {
       handler_.get().produce(*this, upstream_);
       handler_.drop();
       return publish_own_result();
+    } else if constexpr (chains_directly<Handler>()) {
+      deferred<U> inner = access::adopt<U>(nullptr);  // empty: a default deferred<U> would be a new one
+      const bool produced = handler_.get().produce_or_chain(*this, upstream_, inner);
+      handler_.drop();
+      if (produced) return publish_own_result();
+      return wait_on(std::move(inner));
     }
     outcome<U> out = [&] {
       if constexpr (std::is_void_v<T>) {
@@ -354,7 +393,7 @@ class link final : public state<U>, public link_task<Scheduled> {
     }
     // A deferred the callback made and finished itself (a coroutine that ran to its end, succeed()), held by
     // nothing but `inner`: take its result now, with plain stores, and let `inner` free it on return.
-    if (x->consume_if_sole_and_ready()) return finish(x->take_result());
+    if (x->consume_if_sole_and_ready()) return finish_with_result_of(*x);
     x->add_ref();
     inner_ = x;
     // Published before attaching: once attached, another thread may fire x and run this link to its end (even
@@ -366,7 +405,7 @@ class link final : public state<U>, public link_task<Scheduled> {
         return {};  // `inner` goes out of scope here; if it was the last handle, x fails as broken and resumes us
       case state_base::attach_result::ready_now:
         awaited_.store(nullptr, std::memory_order_relaxed);
-        return finish(x->take_result());
+        return finish_with_result_of(*x);
       case state_base::attach_result::already_continued:
         break;
     }
@@ -376,6 +415,16 @@ class link final : public state<U>, public link_task<Scheduled> {
 
   step finish(result<U>&& r) noexcept {
     this->store_result(std::move(r));
+    return publish_own_result();
+  }
+
+  // Takes the result of `inner` (whose one consumer this link is, after `ready` was acquired) as its own.
+  step finish_with_result_of(state<U>& inner) noexcept {
+    if (inner.holds_failure()) {
+      this->store_failure(inner.take_error());
+    } else {
+      pass_value(*this, inner);
+    }
     return publish_own_result();
   }
 
