@@ -73,8 +73,35 @@ bool state_base::fail_internal(std::exception_ptr error) noexcept {
   return true;
 }
 
+namespace {
+
+// A cancel() walk in progress, announced in cancel_walks for as long as it may look at a hop (see there). The
+// announcement, a seq_cst fence, then the walk's first read of a consumer's pointer: Dekker's store, fence, load,
+// paired with the link's in let_go_of_consumed(). release on the end: the walk's reads of a hop happen before a
+// link that reads the count as zero (acquire) and frees it.
+class cancel_walk_announcement {
+ public:
+  cancel_walk_announcement() noexcept {
+    cancel_walks.walks.fetch_add(1, std::memory_order_relaxed);
+    fence(std::memory_order_seq_cst);
+  }
+  ~cancel_walk_announcement() { cancel_walks.walks.fetch_sub(1, std::memory_order_release); }
+  cancel_walk_announcement(const cancel_walk_announcement&) = delete;
+  cancel_walk_announcement& operator=(const cancel_walk_announcement&) = delete;
+};
+
+}  // namespace
+
 void state_base::cancel() noexcept {
   state_base* s = this;
+  // Waiting on nothing (a root, a coroutine, most driven states): nothing to walk, nothing to announce. The
+  // pointer read here is only compared with null; the walk reads it again once announced.
+  if (s->is_claimed()) return;
+  if (s->awaited() == nullptr) {
+    s->cancel_here();
+    return;
+  }
+  const cancel_walk_announcement walking;
   // A callback that returned a deferred waiting on its own chain makes "what am I waiting on" a cycle (it can
   // never fire, as in Twisted). `slow` follows at half speed (Floyd): meeting it means a cycle, and the walk
   // cancels where it stands instead of looping forever.

@@ -426,6 +426,62 @@ TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
+// A cancel() walking two hops (the tail, a link waiting on the deferred its callback returned, that deferred)
+// while another thread fires the chain through: the link lets go of the returned deferred as soon as it has taken
+// its result, and the walk must never look at a hop that was freed under it (ASan and TSan lanes run this; a link
+// that ignored the walk showed TSan a race between the free and the walk's read).
+TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOutcome) {
+  const long rounds = scaled_rounds(200'000);
+  std::atomic<long> outcomes{0};
+  std::atomic<long> surprises{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> inner;
+  std::optional<deferred<int>> tail;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        deferred<int> returned;
+        deferred<int> waiting = d.add_callback([returned](int) { return returned; });
+        deferred<int> t = waiting.add_callback([](int v) { return v + 1; });
+        t.add_both([&](result<int>&& r) {
+          bool expected =
+              (r.has_value() && r.value() == 3) || (r.has_failure() && r.error().check<anydefer::cancelled_error>());
+          if (!expected) surprises.fetch_add(1, std::memory_order_relaxed);
+          outcomes.fetch_add(1, std::memory_order_relaxed);
+        });
+        root = std::move(d);
+        inner = std::move(returned);
+        tail = std::move(t);
+      },
+      {[&] {
+         try {
+           root->callback(1);   // never throws: a cancel that reached the root first swallows it
+           inner->callback(2);  // nor this: a cancel may have reached it through the link waiting on it
+         } catch (...) {
+           surprises.fetch_add(1, std::memory_order_relaxed);
+         }
+         root.reset();
+         inner.reset();
+       },
+       [&] {
+         tail->cancel();
+         tail.reset();
+       }},
+      [&](long r) {
+        if (outcomes.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.stop();
+
+  EXPECT_EQ(outcomes.load(), rounds);
+  EXPECT_EQ(surprises.load(), 0);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
 TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
   const long rounds = scaled_rounds(300'000);
   long wrong_values = 0;

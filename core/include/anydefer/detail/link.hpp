@@ -380,6 +380,7 @@ class link final : public state<U>, public link_task<Scheduled> {
       return handler_.get()(upstream_->take_result());
     }();
     handler_.drop();
+
     if (out.index() == 1) return wait_on(std::get<1>(std::move(out)));
     return finish(std::get<0>(std::move(out)));
   }
@@ -425,7 +426,22 @@ class link final : public state<U>, public link_task<Scheduled> {
     } else {
       pass_value(*this, inner);
     }
+    if (&inner == inner_) let_go_of_consumed(inner_);
     return publish_own_result();
+  }
+
+  // After taking the result of `held`, the deferred the handler returned: lets go of the reference on it now
+  // rather than when this link is freed (a loop of callbacks returning deferreds frees each iteration as it
+  // goes), unless a cancel() walk is in progress, which may have read awaited_ before it was cleared and be
+  // looking at `held` (see cancel_walks in state.hpp). This side of the pair: clear awaited_ (again, on this
+  // thread: on_ready() may have cleared it on another), seq_cst fence, read the count. acquire on the count: a
+  // walk that ended released it after its last look at `held`.
+  template <class S>
+  void let_go_of_consumed(S*& held) noexcept {
+    awaited_.store(nullptr, std::memory_order_relaxed);
+    fence(std::memory_order_seq_cst);
+    if (cancel_walks.walks.load(std::memory_order_acquire) != 0) return;  // dispose() lets go instead
+    state_base::release(std::exchange(held, nullptr));
   }
 
   // The result is written (finish(), or a handler's direct path) before the claim: the link is the only writer

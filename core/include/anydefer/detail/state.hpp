@@ -41,15 +41,18 @@
 //
 // Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
-// released only when the consumer itself is destroyed, so walking "what am I waiting on" for cancel() never touches
-// freed memory. A link also holds one ref on itself from creation until it publishes its result, so a chain whose
-// handles were all dropped still runs. Release is iterative (a million-link chain is freed in constant stack).
+// so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
+// it is freed itself, and of the inner deferred as soon as it has taken its result, unless a cancel() walk is in
+// progress anywhere (then when it is freed): see cancel_walks below. A link also holds one ref on itself from
+// creation until it publishes its result, so a chain whose handles were all dropped still runs. Release is
+// iterative (a million-link chain is freed in constant stack).
 //
 // Sole owner: every thread that touches a state holds a counted reference (or handle), with two exceptions. The
 // cancel() borrowers of a coroutine's awaiting_slot (coroutine.hpp) are covered by the awaiter's own reference
 // and force locked count updates while they may exist (add_ref_racing_borrowers()). A cancel() walk past its
-// first hop holds no reference either, but each hop it visits is held by the one before, a consumer that
-// cannot finish (and let go) before the hop it waits on has fired, so the count it sees is never a sole owner's. So a
+// first hop holds no reference either, but each hop it visits is held by the one before, a consumer that lets go
+// of it only once it fired and (for an inner deferred) no walk is in progress (cancel_walks), so the count it
+// sees is never a sole owner's. So a
 // caller whose load of the count equals what it holds itself is alone with the state, and changes the count and the
 // word with plain stores: a single-threaded chain pays no locked instruction for its bookkeeping. One handle object
 // must not be used by two threads at once (copies may).
@@ -66,6 +69,7 @@
 
 #include "anydefer/detail/assert.hpp"
 #include "anydefer/detail/state_allocator.hpp"
+#include "anydefer/detail/sync/fence.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
@@ -78,6 +82,24 @@ class deferred;
 namespace detail {
 
 class state_base;
+
+// How many cancel() walks are in progress in the process. A walk holds no references: it relies on each hop
+// being held by the consumer before it. A link that has taken the result of the deferred its handler returned
+// lets go of it at once: a loop written as callbacks that return the next iteration's deferred (Twisted's way)
+// would otherwise keep every iteration alive until its last deferred is dropped, and a recursion in that style
+// its whole tree (B5's callbacks form held every state of fib(n) until the end). The two meet as Dekker's
+// pattern: a walk announces itself here, fences, and then reads a consumer's "what am I waiting on" pointer; a
+// link clears that pointer, fences, and then reads this count, and keeps its reference (until it is freed
+// itself) if a walk is in progress. A seq_cst fence on each side, on paths that are not the cheapest: a link's
+// comes with a returned deferred it waited on, never with a plain value, and only walks past a first hop
+// announce themselves. (A split fence, membarrier on the walk's side, would cost every such cancel() a system
+// call that interrupts every CPU running the process: microseconds, tens of them on a VM with busy threads.)
+// Upstreams are not let go of early: a chain's length is what its code wrote, and letting go would cost every
+// link that fence. A line of its own: walks write it.
+struct alignas(64) cancel_walk_count {
+  std::atomic<std::uint32_t> walks{0};
+};
+inline cancel_walk_count cancel_walks{};
 
 // Where a drive loop goes next: run `next` with the result of `from`, or stop when `next` is null.
 struct step {
@@ -419,7 +441,8 @@ class state_base : public continuation {
   // --- cancellation ----------------------------------------------------------------------------------------
   // Cancels what this chain waits on: walks down "what am I waiting on" to the deepest unfired state and
   // cancels that (Twisted: a deferred waiting on another cancels that one instead of itself). Each hop is kept
-  // alive by the previous one's reference, so the walk needs no reference counting of its own.
+  // alive by the previous one's reference, so the walk needs no reference counting of its own; a walk past the
+  // first hop announces itself in cancel_walks, so that no consumer lets go of the hop it looks at.
   void cancel() noexcept;
 
   // The result type, for the unhandled-error report and the internal failure path.
