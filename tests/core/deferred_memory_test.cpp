@@ -223,4 +223,24 @@ TEST(DeferredMemoryTest, DroppingUnfiredChainFreesEveryState) {
   EXPECT_EQ(counter.allocations(), counter.deallocations());
 }
 
+TEST(DeferredMemoryTest, LinkLetsGoOfTheChainItsCallbackReturnedOnceItHasItsResult) {
+  // A long-lived deferred (a request's, a loop's) whose callback returned a chain must not keep that chain, and
+  // everything behind it, alive after taking its result.
+  allocation_counter counter;
+  deferred<int> io;
+  auto inner_io = std::make_unique<deferred<int>>();
+  deferred<int> result = io.add_callback([inner = *inner_io](int) {
+    deferred<int> tail = inner;
+    for (int i = 0; i < 100; ++i) tail = tail.add_callback([](int v) { return v + 1; });
+    return tail;
+  });
+  io.callback(0);
+  inner_io->callback(1);
+  inner_io.reset();
+
+  EXPECT_EQ(result.get(), 101);
+  // Left: io's state and the link behind `result`; the returned chain (101 states) is gone.
+  EXPECT_EQ(counter.allocations() - counter.deallocations(), 2);
+}
+
 }  // namespace
