@@ -1,14 +1,16 @@
-/* A link letting go of what it consumed, against cancel() walks (core/include/anydefer/detail/state.hpp,
- * cancel_walks; link.hpp, let_go_of_consumed(); state.cpp, state_base::cancel()), model-checked with spin.
+/* A link letting go of the deferred its callback returned, against cancel() walks
+ * (core/include/anydefer/detail/state.hpp, cancel_walks; link.hpp, let_go_of_consumed(); state.cpp,
+ * state_base::cancel()), model-checked with spin.
  *
- * A walk holds no references: it reads a consumer's "what am I waiting on" pointer and then looks at the state it
- * names, kept alive only by that consumer's reference. A link that has taken the result of the deferred its
- * handler returned lets go of the reference at once (which may free it) unless a walk is in progress. Processes: the link, which clears
- * its pointer and then reads the count of walks, freeing the consumed state only if it reads zero (otherwise
- * dispose() lets go later); and two walks, each announcing itself, reading the pointer and, if it still names
- * the state, looking at it twice (its claimed flag, then its own pointer or cancel_here()), then ending its
- * announcement. spin explores every interleaving and checks that no walk looks at a freed state.
- * Sequentially consistent interleavings stand for the seq_cst fence each side has between its write and its read.
+ * A walk holds no references: it reads a consumer's "what am I waiting on" pointer and then looks at the state
+ * it names, kept alive only by that consumer's reference. A link that has taken the result of the deferred its
+ * handler returned lets go of the reference at once (which may free it) unless a walk is in progress.
+ * Processes: the link, which clears its pointer and then reads the count of walks, freeing the consumed state
+ * only if it reads zero (otherwise dispose() lets go later); and two walks, each announcing itself, reading the
+ * pointer and, if it still names the state, looking at it twice (its claimed flag, then its own pointer or
+ * cancel_here()), then ending its announcement. spin explores every interleaving and checks that no walk looks
+ * at a freed state. Sequentially consistent interleavings stand for the seq_cst fence each side has between its
+ * write and its read.
  *
  * Run: tools/model. It also checks a mutant (MUTANT_READ_BEFORE_CLEARING: the link reads the count before it
  * clears its pointer) and fails if spin does not find the walk looking at the freed state. */

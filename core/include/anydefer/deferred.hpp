@@ -142,17 +142,17 @@ class deferred {
     requires(!std::is_void_v<V>)
   void callback(std::type_identity_t<V> value, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    after_fire(s.fire_value(std::move(value)), s, loc);
+    if (!s.fire_value_noting(site_to_note(loc), std::move(value))) s.on_late_fire();
   }
   void callback(std::source_location loc = std::source_location::current()) const requires std::is_void_v<T> {
     detail::state<T>& s = fireable();
-    after_fire(s.fire_value(), s, loc);
+    if (!s.fire_value_noting(site_to_note(loc))) s.on_late_fire();
   }
 
   // Fires with a failure. An empty exception_ptr is std::invalid_argument (thrown by failure's constructor).
   void errback(const failure& error, std::source_location loc = std::source_location::current()) const {
     detail::state<T>& s = fireable();
-    after_fire(s.fire_failure(error.exception()), s, loc);
+    if (!s.fire_failure_noting(site_to_note(loc), error.exception())) s.on_late_fire();
   }
   template <class E>
     requires std::derived_from<std::decay_t<E>, std::exception>
@@ -292,15 +292,13 @@ class deferred {
     if (s.state_kind() != detail::state_base::kind::root) throw not_fireable_error();
     return s;
   }
-  // After callback()/errback(): a fire that won notes its site (builds without NDEBUG); one that lost is
-  // swallowed after a cancel without canceller, else already_called_error.
-  static void after_fire(bool fired, detail::state<T>& s, [[maybe_unused]] const std::source_location& loc) {
-    if (!fired) {
-      s.on_late_fire();
-      return;
-    }
-#ifndef NDEBUG
-    detail::state_base::note_first_fire(s, loc);
+  // Where callback()/errback() note that a root first fired: builds without NDEBUG only. A fire that lost is
+  // swallowed after a cancel without canceller, else already_called_error (on_late_fire()).
+  static const std::source_location* site_to_note([[maybe_unused]] const std::source_location& loc) noexcept {
+#ifdef NDEBUG
+    return nullptr;
+#else
+    return &loc;
 #endif
   }
 

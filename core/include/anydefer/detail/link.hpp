@@ -380,7 +380,6 @@ class link final : public state<U>, public link_task<Scheduled> {
       return handler_.get()(upstream_->take_result());
     }();
     handler_.drop();
-
     if (out.index() == 1) return wait_on(std::get<1>(std::move(out)));
     return finish(std::get<0>(std::move(out)));
   }
@@ -438,6 +437,7 @@ class link final : public state<U>, public link_task<Scheduled> {
   // walk that ended released it after its last look at `held`.
   template <class S>
   void let_go_of_consumed(S*& held) noexcept {
+    ANYDEFER_ASSERT(held->is_ready() && "a link lets go only of a deferred whose result it took");
     awaited_.store(nullptr, std::memory_order_relaxed);
     fence(std::memory_order_seq_cst);
     if (cancel_walks.walks.load(std::memory_order_acquire) != 0) return;  // dispose() lets go instead

@@ -646,15 +646,32 @@ class state : public state_base {
   // Claims, stores, publishes and runs what follows. Returns false if the state had already been claimed.
   template <class... A>
   bool fire_value(A&&... a) noexcept {
-    std::uintptr_t w = claim();
-    if ((w & claimed) != 0) return false;
-    store_value(std::forward<A>(a)...);
-    run_continuations({publish(w), this});
-    return true;
+    return fire_value_noting(nullptr, std::forward<A>(a)...);
   }
 
   // The same for a failure.
   bool fire_failure(std::exception_ptr error) noexcept { return fail_internal(std::move(error)); }
+
+  // callback()/errback(): the same, and once the claim is won, notes `site` as where the root first fired (if
+  // not null: builds without NDEBUG). Before running what follows, not after: the continuations may drop every
+  // handle (the one fired through included, by reassigning the variable that holds it) and free the state.
+  template <class... A>
+  bool fire_value_noting(const std::source_location* site, A&&... a) noexcept {
+    std::uintptr_t w = claim();
+    if ((w & claimed) != 0) return false;
+    if (site != nullptr) note_first_fire(*this, *site);
+    store_value(std::forward<A>(a)...);
+    run_continuations({publish(w), this});
+    return true;
+  }
+  bool fire_failure_noting(const std::source_location* site, std::exception_ptr error) noexcept {
+    std::uintptr_t w = claim();
+    if ((w & claimed) != 0) return false;
+    if (site != nullptr) note_first_fire(*this, *site);
+    store_failure(std::move(error));
+    run_continuations({publish(w), this});
+    return true;
+  }
 
  protected:
   [[gnu::cold, gnu::noinline]] void report_unconsumed() noexcept override {
