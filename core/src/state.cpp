@@ -65,9 +65,10 @@ void state_base::consume_shared(std::uintptr_t w) {
   } while (!word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire));
 }
 
-bool state_base::fail_internal(std::exception_ptr error) noexcept {
+bool state_base::fail_internal(std::exception_ptr error, const std::source_location* site) noexcept {
   std::uintptr_t w = claim();
   if ((w & claimed) != 0) return false;
+  if (site != nullptr) note_first_fire(*this, *site);
   store_failure(std::move(error));
   run_continuations({publish(w), this});
   return true;

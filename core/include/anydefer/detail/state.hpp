@@ -435,8 +435,9 @@ class state_base : public continuation {
   }
 
   // Fails the state with `error` unless it already has a result; runs its continuations. Returns false if the
-  // state had already been claimed.
-  bool fail_internal(std::exception_ptr error) noexcept;
+  // state had already been claimed. `site`, if not null, is noted as where it first fired (errback(), see
+  // fire_value_noting()).
+  bool fail_internal(std::exception_ptr error, const std::source_location* site = nullptr) noexcept;
 
   // --- cancellation ----------------------------------------------------------------------------------------
   // Cancels what this chain waits on: walks down "what am I waiting on" to the deepest unfired state and
@@ -665,12 +666,7 @@ class state : public state_base {
     return true;
   }
   bool fire_failure_noting(const std::source_location* site, std::exception_ptr error) noexcept {
-    std::uintptr_t w = claim();
-    if ((w & claimed) != 0) return false;
-    if (site != nullptr) note_first_fire(*this, *site);
-    store_failure(std::move(error));
-    run_continuations({publish(w), this});
-    return true;
+    return fail_internal(std::move(error), site);
   }
 
  protected:
