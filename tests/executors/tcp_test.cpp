@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <future>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -168,11 +169,17 @@ TEST(Tcp, ConnectFromAnotherThreadFiresOnTheLoopThread) {
   loop.start();
   tcp_listener l = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4()); });
   deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+  // The loop is held until the callback is attached: a callback attached to a deferred that already fired runs
+  // on the attaching thread, which would say nothing about where connect() fires.
+  std::promise<void> attached;
+  deferred<void> held = anydefer::submit(loop, [gate = attached.get_future()]() mutable { gate.wait(); });
   std::atomic<bool> on_loop_thread{false};
   deferred<void> connected = tcp_stream::connect(loop, l.local_endpoint()).add_callback([&](tcp_stream s) {
     on_loop_thread = loop.running_in_this_thread();
     EXPECT_EQ(s.remote_endpoint(), l.local_endpoint());
   });
+  attached.set_value();
+  held.get();
   connected.get();
   EXPECT_TRUE(on_loop_thread);
   accepted.get();
