@@ -604,19 +604,21 @@ std::size_t reactor::run_once() {
 }
 
 void reactor::execute(task& t) noexcept {
+  if (!try_execute(t)) detail::reject_stopped(t, "reactor");
+}
+
+bool reactor::try_execute(task& t) noexcept {
   impl& p = *impl_;
   if (current_loop == &p) {  // the loop thread itself: local FIFO, accepted even while draining
     p.ready.push_back(t);
-    return;
+    return true;
   }
-  if (!p.gate.try_enter()) {
-    detail::reject_stopped(t, "reactor");
-    return;
-  }
+  if (!p.gate.try_enter()) return false;
   // Only a push onto an empty inbox can find the loop asleep: while an inbox is non-empty, the loop's re-check
   // before sleeping sees it (see intrusive_inbox.hpp and the sleep protocol in reactor.hpp).
   if (p.inbox_for_caller().push(t)) p.wake();
   p.gate.leave();
+  return true;
 }
 
 timer_id reactor::schedule_after(std::chrono::nanoseconds delay, task& t) noexcept {

@@ -44,14 +44,6 @@ constexpr unsigned injection_interval = 61;
 // another worker is free to steal them.
 constexpr std::size_t injection_batch = 8;
 
-// What the calling thread is to a pool: set for the lifetime of a worker thread, empty elsewhere.
-struct worker_identity {
-  const void* pool = nullptr;  // the thread_pool::impl this thread works for
-  std::size_t index = 0;
-  int help_depth = 0;  // nested before_block() helps now on the stack
-};
-thread_local worker_identity this_worker;
-
 std::exception_ptr bad_alloc_error() noexcept {
   try {
     return std::make_exception_ptr(std::bad_alloc());
@@ -72,7 +64,7 @@ struct thread_pool::impl {
     // Runs one task: own deque (LIFO end) first, else the oldest task of another worker or of the injection
     // queue. Bounded nesting: see thread_pool.hpp.
     bool before_block() override {
-      if (this_worker.help_depth >= max_help_depth) return false;
+      if (detail::this_pool_worker.help_depth >= max_help_depth) return false;
       // Not from the own deque while this thread runs a fork() child: the caller's continuation may be there,
       // and running it nested above the child that blocks (or letting an address it leaves behind be reused
       // for another task that fork() would take for its own) is wrong. Other workers' tasks are safe.
@@ -82,9 +74,9 @@ struct thread_pool::impl {
       // this waiter would otherwise steal on its next help.
       if (t == nullptr) t = pool.take_injected(*this, 1);
       if (t == nullptr) return false;
-      ++this_worker.help_depth;
+      ++detail::this_pool_worker.help_depth;
       t->run();
-      --this_worker.help_depth;
+      --detail::this_pool_worker.help_depth;
       return true;
     }
 
@@ -177,7 +169,7 @@ struct thread_pool::impl {
   }
 
   void work(worker& w) noexcept {
-    this_worker = worker_identity{this, w.index, 0};
+    detail::this_pool_worker = detail::pool_worker_context{this, &w.deque, &parking, w.index, 0};
     wait_policy* const previous_policy = set_thread_wait_policy(&w);
     detail::admission_gate::backoff drain_pause;  // only while stopping
     for (;;) {
@@ -220,7 +212,7 @@ struct thread_pool::impl {
       parking.commit_wait(key);
     }
     set_thread_wait_policy(previous_policy);
-    this_worker = worker_identity{};
+    detail::this_pool_worker = detail::pool_worker_context{};
   }
 
   void start_threads() {
@@ -255,7 +247,7 @@ thread_pool::thread_pool(std::size_t threads) {
 }
 
 thread_pool::~thread_pool() {
-  if (this_worker.pool == impl_.get()) {
+  if (detail::this_pool_worker.pool == impl_.get()) {
     std::fputs("anydefer::thread_pool destroyed from one of its own workers (it cannot join itself)\n", stderr);
     std::abort();
   }
@@ -263,67 +255,47 @@ thread_pool::~thread_pool() {
   bound_links_.check_none_left("anydefer::thread_pool");
 }
 
-void thread_pool::execute(task& t) noexcept {
+bool thread_pool::queue_elsewhere(task& t) noexcept {
   impl& p = *impl_;
-  if (this_worker.pool == &p) {
-    // From our own worker: its deque, accepted even while stopping (the worker drains it before exiting).
-    impl::worker& w = *p.workers[this_worker.index];
-    switch (p.place_from_worker(w, t)) {
-      case impl::placed::deque:
-      case impl::placed::injection:
-        // Wake a parked worker whenever one sleeps, even for a single task: this worker may be busy for a long
-        // time (or block until the task has run elsewhere), and an idle worker must take the task meanwhile, as
-        // oneTBB and Taskflow do. When nobody sleeps this is the light fence (a compiler barrier where
-        // membarrier is available) and one load.
-        p.parking.notify_one();
-        break;
-      case impl::placed::rejected:
-        break;
-    }
-    return;
+  if (detail::this_pool_worker.pool == &p) {
+    // From our own worker whose deque could not grow (try_execute() tried it): the injection queue, accepted
+    // even while stopping (the workers drain it before exiting).
+    if (!p.injection.enqueue(&t)) return false;
+    p.parking.notify_one();
+    return true;
   }
-  if (!p.gate.try_enter()) {
-    detail::reject_stopped(t, "thread_pool");
-    return;
-  }
-  if (!p.injection.enqueue(&t)) {
-    p.gate.leave();
-    t.reject(bad_alloc_error());  // after leaving: rejecting runs the owner's code, which may post again
-    return;
-  }
-  p.parking.notify_one();
+  if (!p.gate.try_enter()) return false;
+  const bool queued = p.injection.enqueue(&t);
+  if (queued) p.parking.notify_one();
   p.gate.leave();
+  return queued;
 }
 
-bool thread_pool::try_offer(task& t) noexcept {
-  impl& p = *impl_;
-  if (this_worker.pool != &p) return false;
-  if (!p.workers[this_worker.index]->deque.push(&t)) return false;
-  p.parking.notify_one();  // as execute() from a worker: a sleeping worker comes to take it
-  return true;
-}
-
-bool thread_pool::try_reclaim(task& t) noexcept {
-  impl& p = *impl_;
-  if (this_worker.pool != &p) return false;  // only the queuing worker's own deque can hold it unstarted
-  return p.workers[this_worker.index]->deque.pop_if(&t);
+void thread_pool::refuse(task& t) noexcept {
+  // A worker's own tasks are accepted even while stopping, so only an outside caller is refused for that; the
+  // gate, once closed, stays closed.
+  if (detail::this_pool_worker.pool != impl_.get() && impl_->gate.closed()) {
+    detail::reject_stopped(t, "thread_pool");
+  } else {
+    t.reject(bad_alloc_error());  // outside the gate: rejecting runs the owner's code, which may post again
+  }
 }
 
 void thread_pool::stop() noexcept {
   impl& p = *impl_;
   p.gate.close();
   p.parking.notify_all();
-  if (this_worker.pool == &p) return;  // a worker cannot join itself; see thread_pool.hpp
+  if (detail::this_pool_worker.pool == &p) return;  // a worker cannot join itself; see thread_pool.hpp
   p.join_all();
 }
 
 std::size_t thread_pool::size() const noexcept { return impl_->workers.size(); }
 
-bool thread_pool::running_in_this_thread() const noexcept { return this_worker.pool == impl_.get(); }
+bool thread_pool::running_in_this_thread() const noexcept { return detail::this_pool_worker.pool == impl_.get(); }
 
 std::optional<std::size_t> thread_pool::current_worker_index() const noexcept {
-  if (this_worker.pool != impl_.get()) return std::nullopt;
-  return this_worker.index;
+  if (detail::this_pool_worker.pool != impl_.get()) return std::nullopt;
+  return detail::this_pool_worker.index;
 }
 
 }  // namespace anydefer

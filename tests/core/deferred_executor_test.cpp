@@ -69,9 +69,32 @@ struct rejecting_executor {
   void execute(anydefer::task& t) noexcept { t.reject(std::make_exception_ptr(anydefer::executor_stopped_error{})); }
 };
 
+// Queues through try_execute() (a queueing_executor), so links skip the inline-settling bookkeeping; while
+// `refusing`, try_execute() queues nothing and execute() rejects inline, as a stopped pool does.
+struct queueing_test_executor {
+  manual_executor queue;
+  bool refusing = false;
+  int executes = 0;  // calls of execute(): links use it only when try_execute() refused
+  bool try_execute(anydefer::task& t) noexcept {
+    if (refusing) return false;
+    queue.execute(t);
+    return true;
+  }
+  void execute(anydefer::task& t) noexcept {
+    ++executes;
+    if (refusing) {
+      t.reject(std::make_exception_ptr(anydefer::executor_stopped_error{}));
+    } else {
+      queue.execute(t);
+    }
+  }
+};
+
 static_assert(anydefer::executor<manual_executor>);
 static_assert(anydefer::executor<inline_test_executor>);
 static_assert(anydefer::executor<rejecting_executor>);
+static_assert(anydefer::queueing_executor<queueing_test_executor>);
+static_assert(!anydefer::queueing_executor<manual_executor>);
 
 TEST(DeferredExecutorTest, ScheduledCallbackDoesNotRunWhenFired) {
   bool ran = false;
@@ -231,6 +254,34 @@ TEST(DeferredExecutorTest, RejectedErrbackStillFailsWithExecutorStopped) {
   d.errback(std::runtime_error("original"));
 
   EXPECT_THROW(next.get(), anydefer::executor_stopped_error);
+}
+
+TEST(DeferredExecutorTest, LinkOnAQueueingExecutorIsQueuedThroughTryExecute) {
+  queueing_test_executor ex;
+  deferred<int> d;
+  auto next = d.add_callback(ex, [](int v) { return v + 1; });
+  d.callback(1);
+  EXPECT_EQ(ex.queue.queued(), 1);
+  EXPECT_EQ(ex.executes, 0);
+  EXPECT_FALSE(next.fired());
+
+  ex.queue.run_all();
+
+  EXPECT_EQ(next.get(), 2);
+}
+
+TEST(DeferredExecutorTest, LongChainOnAQueueingExecutorThatRefusesFailsEveryLinkThroughExecute) {
+  queueing_test_executor ex;
+  ex.refusing = true;
+  deferred<int> head;
+  deferred<int> tail = head;
+  constexpr int links = 200'000;  // an inline rejection that recursed would overflow the stack
+  int ran = 0;
+  for (int i = 0; i < links; ++i) tail = tail.add_callback(ex, [&](int v) { return ++ran, v; });
+  head.callback(1);
+  EXPECT_THROW(tail.get(), anydefer::executor_stopped_error);
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(ex.executes, links);
 }
 
 TEST(DeferredExecutorTest, ScheduledAddCallbacksRunsOneSide) {

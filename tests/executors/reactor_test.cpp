@@ -246,6 +246,19 @@ TEST(ReactorTest, StopFromOwnTaskRunsQueuedWorkAndRejectsPendingTimers) {
   EXPECT_EQ(timer.runs.load(), 0);
 }
 
+TEST(ReactorTest, TryExecuteAfterStopRefusesWithoutTouchingTheTask) {
+  anydefer::reactor r;
+  r.start();
+  counting_task queued;
+  ASSERT_TRUE(r.try_execute(queued));
+  r.stop();
+  EXPECT_EQ(queued.runs.load(), 1);  // accepted before the stop: it ran
+  counting_task refused;
+  EXPECT_FALSE(r.try_execute(refused));
+  EXPECT_EQ(refused.runs.load(), 0);
+  EXPECT_EQ(refused.rejects.load(), 0);
+}
+
 TEST(ReactorTest, ExecuteAfterStopRejectsTaskInline) {
   anydefer::reactor r;
   r.start();

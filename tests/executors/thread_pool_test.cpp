@@ -104,6 +104,35 @@ TEST(ThreadPoolTest, ExecuteAfterStopRejectsTaskInline) {
   EXPECT_EQ(t.runs.load(), 0);
 }
 
+TEST(ThreadPoolTest, TryExecuteQueuesLikeExecuteAndAfterStopRefusesWithoutTouchingTheTask) {
+  anydefer::thread_pool pool(2);
+  counting_task queued;
+  ASSERT_TRUE(pool.try_execute(queued));
+  ASSERT_TRUE(eventually([&] { return queued.runs.load() == 1; }));
+  pool.stop();
+  counting_task refused;
+  EXPECT_FALSE(pool.try_execute(refused));
+  EXPECT_EQ(refused.runs.load(), 0);
+  EXPECT_EQ(refused.rejects.load(), 0);  // the caller settles it: execute() would reject it now
+  pool.execute(refused);
+  EXPECT_TRUE(rejected_as_stopped(refused));
+}
+
+TEST(ThreadPoolTest, TryExecuteFromAWorkerQueuesOnItsDequeWithoutRunningItInline) {
+  anydefer::thread_pool pool(1);  // one worker: the child can only run once the parent has returned
+  counting_task child;
+  std::atomic<int> child_runs_seen_by_parent{-1};
+  std::atomic<bool> queued{false};
+  counting_task parent([&] {
+    queued = pool.try_execute(child);
+    child_runs_seen_by_parent = child.runs.load();
+  });
+  pool.execute(parent);
+  ASSERT_TRUE(eventually([&] { return child.runs.load() == 1; }));
+  EXPECT_TRUE(queued.load());
+  EXPECT_EQ(child_runs_seen_by_parent.load(), 0);
+}
+
 TEST(ThreadPoolTest, StopRunsEverythingAlreadyAccepted) {
   anydefer::thread_pool pool(2);
   std::atomic<long> done{0};

@@ -81,7 +81,20 @@ concept reclaiming_executor = executor<E> && requires(E& e, task& t) {
 };
 // clang-format on
 
-// A non-owning, type-erased reference to an executor: three pointers, trivially copyable.
+// An executor that can queue a task without settling it inline: `e.try_execute(t)` queues `t` (it will be run or
+// rejected later, never before try_execute returns) and returns true, or returns false having done nothing with
+// `t` (stopped, or out of memory: the caller then uses execute(), which settles it as usual). A deferred handing
+// its continuation to such an executor skips the thread-local bookkeeping that guards against an inline run or
+// rejection (which, in a long chain, would recurse). thread_pool and reactor offer it.
+// clang-format off
+template <class E>
+concept queueing_executor = executor<E> && requires(E& e, task& t) {
+  { e.try_execute(t) } noexcept -> std::same_as<bool>;
+};
+// clang-format on
+
+// A non-owning, type-erased reference to an executor: two pointers (the executor and a per-type table of its
+// operations), trivially copyable.
 class executor_ref {
  public:
   template <executor E>
@@ -89,18 +102,21 @@ class executor_ref {
   // clang-format 14 would break `noexcept` after a requires-clause onto its own line.
   // clang-format off
   executor_ref(E& ex) noexcept  // NOLINT(google-explicit-constructor): an executor converts implicitly by design.
-      : self_(&ex),
-        execute_([](void* self, task& t) noexcept { static_cast<E*>(self)->execute(t); }),
-        track_(tracker<E>()) {}
+      : self_(&ex), operations_(&operations_of<E>) {}
   // clang-format on
 
-  void execute(task& t) const noexcept { execute_(self_, t); }
+  void execute(task& t) const noexcept { operations_->execute(self_, t); }
+
+  // As queueing_executor's try_execute(); always false (nothing queued) for an executor without one.
+  bool try_execute(task& t) const noexcept {
+    return operations_->try_execute != nullptr && operations_->try_execute(self_, t);
+  }
 
   // Builds without NDEBUG: a deferred link bound to this executor counts itself (+1) until its task has been run
   // or rejected (-1), for executors that offer `track_bound_links(int)` (all of anydefer's do, to report being
   // destroyed while links still point to them). A no-op for others.
   void track_bound_links(int n) const noexcept {
-    if (track_ != nullptr) track_(self_, n);
+    if (operations_->track != nullptr) operations_->track(self_, n);
   }
 
   // The executor this refers to, for identity comparisons ("am I already on it?").
@@ -108,6 +124,24 @@ class executor_ref {
   friend bool operator==(const executor_ref& a, const executor_ref& b) noexcept { return a.self_ == b.self_; }
 
  private:
+  struct operations {
+    void (*execute)(void*, task&) noexcept;
+    bool (*try_execute)(void*, task&) noexcept;  // null if the executor has none
+    void (*track)(void*, int) noexcept;          // null if the executor has none
+  };
+
+  template <class E>
+  static void execute_on(void* self, task& t) noexcept {
+    static_cast<E*>(self)->execute(t);
+  }
+  template <class E>
+  static constexpr auto try_executor() noexcept -> bool (*)(void*, task&) noexcept {
+    if constexpr (queueing_executor<E>) {
+      return [](void* self, task& t) noexcept { return static_cast<E*>(self)->try_execute(t); };
+    } else {
+      return nullptr;
+    }
+  }
   template <class E>
   static constexpr auto tracker() noexcept -> void (*)(void*, int) noexcept {
     if constexpr (requires(E & e) { e.track_bound_links(1); }) {
@@ -116,10 +150,11 @@ class executor_ref {
       return nullptr;
     }
   }
+  template <class E>
+  static constexpr operations operations_of{&execute_on<E>, try_executor<E>(), tracker<E>()};
 
   void* self_;
-  void (*execute_)(void*, task&) noexcept;
-  void (*track_)(void*, int) noexcept;
+  const operations* operations_;
 };
 
 static_assert(executor<executor_ref>);

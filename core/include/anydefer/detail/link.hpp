@@ -213,8 +213,10 @@ inline constinit thread_local inline_schedule_note this_thread_schedule_note{};
 enum class settled_inline : unsigned char { no, ran, rejected };
 
 // Hands `t` to `ex`. If the executor ran or rejected it before execute() returned, says which (the rejection's
-// error is in `rejection`) and the caller does that work itself; otherwise the executor will, later.
+// error is in `rejection`) and the caller does that work itself; otherwise the executor will, later. An executor
+// that queued it through try_execute() (queueing_executor) settled nothing inline: no note is needed.
 inline settled_inline execute_noting_inline(executor_ref ex, task& t, std::exception_ptr& rejection) noexcept {
+  if (ex.try_execute(t)) return settled_inline::no;
   inline_schedule_note& note = this_thread_schedule_note;
   const inline_schedule_note saved = note;
   note = {&t, inline_schedule_note::none, &rejection};

@@ -123,6 +123,11 @@ class alignas(64) reactor final : public timer_service {
   // Thread-safe. Lock-free. Never allocates.
   void execute(task& t) noexcept;
 
+  // Queues `t` as execute() does and returns true, or, after stop (from another thread), returns false having
+  // done nothing with it. Never runs or rejects `t` inline (see queueing_executor). Thread-safe. Lock-free.
+  // Never allocates.
+  bool try_execute(task& t) noexcept;
+
   // Runs `t` on the loop thread once `delay` has elapsed (or at `deadline`). Returns the timer's id. If the
   // reactor has finished stopping, rejects `t` inline with executor_stopped_error and returns timer_id{}; if the
   // heap cannot grow, rejects it with std::bad_alloc. Thread-safe (takes the timer mutex). Allocates only when
@@ -195,6 +200,6 @@ class alignas(64) reactor final : public timer_service {
   std::unique_ptr<impl> impl_;
 };
 
-static_assert(executor<reactor>);
+static_assert(queueing_executor<reactor>);
 
 }  // namespace anydefer

@@ -54,6 +54,7 @@
 
 #include "anydefer/executor.hpp"
 #include "anydefer/executors/detail/bound_links.hpp"
+#include "anydefer/executors/detail/pool_worker.hpp"
 
 namespace anydefer {
 
@@ -77,17 +78,41 @@ class alignas(64) thread_pool {
   // executor_stopped_error. Never runs `t` inline. Thread-safe. Lock-free. May allocate: the injection queue
   // allocates blocks (amortised) for outside submissions, a worker's deque grows (geometrically) when full;
   // if such an allocation fails the task is rejected with std::bad_alloc instead.
-  void execute(task& t) noexcept;
+  void execute(task& t) noexcept {
+    if (!try_execute(t)) refuse(t);
+  }
+
+  // Queues `t` as execute() does and returns true, or returns false having done nothing with it (after stop()
+  // from a non-worker thread, or if a queue could not grow). Never runs or rejects `t` inline (see
+  // queueing_executor). Thread-safe. Lock-free. May allocate as execute() does.
+  bool try_execute(task& t) noexcept {
+    // Inline for the hot case, a worker queuing on its own deque; the rest out of line.
+    detail::pool_worker_context& w = detail::this_pool_worker;
+    if (w.pool == impl_.get() && w.deque->push(&t)) {
+      wake_for_pushed(w);
+      return true;
+    }
+    return queue_elsewhere(t);
+  }
 
   // From one of this pool's workers: queues `t` on that worker's own deque, as execute() does, and returns true.
   // On any other thread, or if the deque cannot grow, returns false and queues nothing. Never runs or rejects
   // `t` inline. For anydefer::fork(). Thread-safe. Lock-free. Allocates only when the deque grows.
-  bool try_offer(task& t) noexcept;
+  bool try_offer(task& t) noexcept {
+    detail::pool_worker_context& w = detail::this_pool_worker;
+    if (w.pool != impl_.get() || !w.deque->push(&t)) return false;
+    wake_for_pushed(w);  // as execute() from a worker: a sleeping worker comes to take it
+    return true;
+  }
 
   // Takes back `t` if the calling thread is the worker that queued it, `t` is the last task it queued, and no
   // other worker has taken it: true if so, and then neither t.run() nor t.reject() will be called. False on
   // any other thread or once `t` was taken. Thread-safe. Lock-free. Never allocates.
-  bool try_reclaim(task& t) noexcept;
+  bool try_reclaim(task& t) noexcept {
+    // Only the queuing worker's own deque can hold `t` unstarted.
+    detail::pool_worker_context& w = detail::this_pool_worker;
+    return w.pool == impl_.get() && w.deque->pop_if(&t);
+  }
 
   // Stops accepting outside work, runs everything accepted, and joins the workers (see the file comment; from a
   // worker thread it signals without joining). Idempotent. Thread-safe.
@@ -108,11 +133,21 @@ class alignas(64) thread_pool {
   void track_bound_links(int n) noexcept { bound_links_.track(n); }
 
  private:
+  // After a worker pushed onto its own deque: wake a parked worker whenever one sleeps, even for a single task.
+  // This worker may be busy for a long time (or block until the task has run elsewhere), and an idle worker
+  // must take the task meanwhile, as oneTBB and Taskflow do. When nobody sleeps this is the light fence (a
+  // compiler barrier where membarrier is available) and one load.
+  static void wake_for_pushed(detail::pool_worker_context& w) noexcept { w.parking->notify_one(); }
+  // try_execute() from outside the pool, or from a worker whose deque could not grow: the injection queue.
+  bool queue_elsewhere(task& t) noexcept;
+  // Rejects a task try_execute() refused: executor_stopped_error after stop(), else std::bad_alloc.
+  void refuse(task& t) noexcept;
+
   detail::bound_links bound_links_;
   struct impl;
   std::unique_ptr<impl> impl_;
 };
 
-static_assert(reclaiming_executor<thread_pool>);
+static_assert(reclaiming_executor<thread_pool> && queueing_executor<thread_pool>);
 
 }  // namespace anydefer

@@ -45,7 +45,7 @@ class work_stealing_deque {
 
   // Adds `item` at the bottom. Returns false only if the ring was full and a larger one could not be allocated
   // (the item is then not in the deque). Owner thread only. Lock-free. Allocates only when the ring grows.
-  bool push(T item) noexcept {
+  [[gnu::always_inline]] bool push(T item) noexcept {
     // relaxed: only the owner writes bottom_, so it reads its own latest value.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed);
     // acquire: pairs with the thieves' CAS on top_, so slots they emptied are no longer being read before we
@@ -102,7 +102,7 @@ class work_stealing_deque {
   // Removes the most recently pushed item only if it is `expected`: true if this call removed it, false if the
   // bottom item is another one, the deque is empty, or a thief took `expected` first. Owner thread only.
   // Lock-free. Never allocates.
-  bool pop_if(T expected) noexcept {
+  [[gnu::always_inline]] bool pop_if(T expected) noexcept {
     // relaxed: owner-private values; the slot at b - 1 was written by this thread and only thieves read it.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed);
     if (b == top_.load(std::memory_order_relaxed)) return false;  // stale top_ only makes this a no-op, as in pop()
