@@ -19,15 +19,12 @@
 namespace anydefer {
 namespace detail {
 
-void state_base::destroy_released(state_base* s) noexcept {
-  s->report_if_unhandled();
-  state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
-  for (state_base* current = s;;) {
-    current->dispose(dead);
-    if (dead == nullptr) return;
-    current = dead;
+void state_base::destroy_queued(state_base* dead) noexcept {
+  do {
+    state_base* const current = dead;
     dead = reinterpret_cast<state_base*>(current->word_.load(std::memory_order_relaxed));  // NOLINT
-  }
+    current->dispose(dead);
+  } while (dead != nullptr);
 }
 
 void state_base::drop_shared_handle(std::uint64_t c) noexcept {

@@ -242,10 +242,18 @@ class state_base : public continuation {
     if (s->drop_ref_was_last()) destroy_released(s);
   }
 
-  // Frees a state whose last reference is gone, and, iteratively, what it held.
-  static void destroy_released(state_base* s) noexcept;
+  // Frees a state whose last reference is gone, and, iteratively, what it held. Inline up to the common end, a
+  // state that held nothing it was the last to let go of; the loop over the rest is out of line.
+  static void destroy_released(state_base* s) noexcept {
+    s->report_if_unhandled();
+    state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
+    s->dispose(dead);
+    if (dead != nullptr) destroy_queued(dead);
+  }
 
  private:
+  // Frees the states queued on `dead` (linked by their dead words) and what they let go of in turn.
+  static void destroy_queued(state_base* dead) noexcept;
   // The slow halves of drop_handle() and consume_for_get(), out of line: other owners exist.
   void drop_shared_handle(std::uint64_t counts) noexcept;
   void consume_shared(std::uintptr_t word);
@@ -679,7 +687,7 @@ class state : public state_base {
   }
 
  private:
-  void reset() noexcept {
+  [[gnu::always_inline]] void reset() noexcept {
     if (holds_ == holds::value) {
       result_.value.~stored();
     } else if (holds_ == holds::error) {
