@@ -229,9 +229,16 @@ class state_base : public continuation {
   void drop_handle() noexcept {
     // acquire: the sole-owner case frees the state, and the CAS below may be the last step before another
     // owner frees it; either way every other owner's writes must be visible (see release()).
-    const std::uint64_t c = counts_.load(std::memory_order_acquire);
+    std::uint64_t c = counts_.load(std::memory_order_acquire);
     if (c == handle_unit) {  // the last handle and the last reference: nobody else can see the state
       destroy_released(this);
+      return;
+    }
+    // Inline, the common shared case: another owner remains and ours cannot be the last handle of a root (the
+    // case that may fail it as broken), so one CAS drops it and never frees (c - handle_unit > 0 since c is not
+    // handle_unit). acq_rel and acquire as in drop_shared_handle(), which takes every other case and a lost race.
+    if ((handles_in(c) >= 2 || kind_ != kind::root) &&
+        counts_.compare_exchange_strong(c, c - handle_unit, std::memory_order_acq_rel, std::memory_order_acquire)) {
       return;
     }
     drop_shared_handle(c);
