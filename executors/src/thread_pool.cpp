@@ -102,14 +102,12 @@ struct thread_pool::impl {
     for (std::size_t i = 0; i < threads; ++i) workers.push_back(std::make_unique<worker>(*this, i));
   }
 
-  // Where a task a worker queues goes: its own deque; if the deque cannot grow, the injection queue; if that
-  // cannot grow either, nowhere: the task is rejected with std::bad_alloc.
-  enum class placed { deque, injection, rejected };
-  placed place_from_worker(worker& w, task& t) noexcept {
-    if (w.deque.push(&t)) return placed::deque;
-    if (injection.enqueue(&t)) return placed::injection;
+  // Where a task of an outside batch that a worker took goes (take_injected() wakes a sleeper once for all of
+  // them): its own deque; if the deque cannot grow, back to the injection queue; if that cannot grow either,
+  // nowhere: the task is rejected with std::bad_alloc.
+  void place_from_worker(worker& w, task& t) noexcept {
+    if (w.deque.push(&t) || injection.enqueue(&t)) return;
     t.reject(bad_alloc_error());
-    return placed::rejected;
   }
 
   // Takes up to `max` (at most injection_batch) outside tasks in one dequeue: returns the oldest and queues the

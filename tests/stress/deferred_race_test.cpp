@@ -380,11 +380,47 @@ TEST(DeferredRaceTest, FireRacingCancellerThatFiresKeepsExactlyOneResult) {
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
+// What a fire racing a cancel() down a chain must give, round after round: exactly one outcome at the tail,
+// either the value the fire leads to or cancelled_error, and no fire that throws.
+class one_outcome_per_round {
+ public:
+  // Records the outcome of `tail`; `value` is what the fire leads to.
+  void watch(const deferred<int>& tail, int value) {
+    tail.add_both([this, value](result<int>&& r) {
+      const bool expected =
+          (r.has_value() && r.value() == value) || (r.has_failure() && r.error().check<anydefer::cancelled_error>());
+      if (!expected) surprises_.fetch_add(1, std::memory_order_relaxed);
+      outcomes_.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+  // Fires through `fire`, which never throws: a cancel that reached a root first swallows its fire.
+  template <class Fire>
+  void fire(Fire&& fire) {
+    try {
+      fire();
+    } catch (...) {
+      surprises_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  // After round `r` (0-based): its outcome, and only it, has arrived.
+  void check_round(long r) {
+    if (outcomes_.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds_;
+  }
+  void expect_one_each(long rounds) const {
+    EXPECT_EQ(outcomes_.load(), rounds);
+    EXPECT_EQ(surprises_.load(), 0);
+    EXPECT_EQ(incoherent_rounds_, 0);
+  }
+
+ private:
+  std::atomic<long> outcomes_{0};
+  std::atomic<long> surprises_{0};
+  long incoherent_rounds_ = 0;
+};
+
 TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
   const long rounds = scaled_rounds(300'000);
-  std::atomic<long> outcomes{0};
-  std::atomic<long> surprises{0};
-  long incoherent_rounds = 0;
+  one_outcome_per_round outcome;
   std::optional<deferred<int>> root;
   std::optional<deferred<int>> link;
   leak_check leaks;
@@ -394,35 +430,22 @@ TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
       [&](long) {
         deferred<int> d;
         deferred<int> l = d.add_callback([](int v) { return v + 1; });
-        l.add_both([&](result<int>&& r) {
-          bool expected =
-              (r.has_value() && r.value() == 2) || (r.has_failure() && r.error().check<anydefer::cancelled_error>());
-          if (!expected) surprises.fetch_add(1, std::memory_order_relaxed);
-          outcomes.fetch_add(1, std::memory_order_relaxed);
-        });
+        outcome.watch(l, 2);
         root = std::move(d);
         link = std::move(l);
       },
       {[&] {
-         try {
-           root->callback(1);  // never throws: a cancel that reached the root first swallows it
-         } catch (...) {
-           surprises.fetch_add(1, std::memory_order_relaxed);
-         }
+         outcome.fire([&] { root->callback(1); });
          root.reset();
        },
        [&] {
          link->cancel();
          link.reset();
        }},
-      [&](long r) {
-        if (outcomes.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
-      });
+      [&](long r) { outcome.check_round(r); });
   leaks.stop();
 
-  EXPECT_EQ(outcomes.load(), rounds);
-  EXPECT_EQ(surprises.load(), 0);
-  EXPECT_EQ(incoherent_rounds, 0);
+  outcome.expect_one_each(rounds);
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
@@ -432,9 +455,7 @@ TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
 // that ignored the walk showed TSan a race between the free and the walk's read).
 TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOutcome) {
   const long rounds = scaled_rounds(200'000);
-  std::atomic<long> outcomes{0};
-  std::atomic<long> surprises{0};
-  long incoherent_rounds = 0;
+  one_outcome_per_round outcome;
   std::optional<deferred<int>> root;
   std::optional<deferred<int>> inner;
   std::optional<deferred<int>> tail;
@@ -447,23 +468,16 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
         deferred<int> returned;
         deferred<int> waiting = d.add_callback([returned](int) { return returned; });
         deferred<int> t = waiting.add_callback([](int v) { return v + 1; });
-        t.add_both([&](result<int>&& r) {
-          bool expected =
-              (r.has_value() && r.value() == 3) || (r.has_failure() && r.error().check<anydefer::cancelled_error>());
-          if (!expected) surprises.fetch_add(1, std::memory_order_relaxed);
-          outcomes.fetch_add(1, std::memory_order_relaxed);
-        });
+        outcome.watch(t, 3);
         root = std::move(d);
         inner = std::move(returned);
         tail = std::move(t);
       },
       {[&] {
-         try {
-           root->callback(1);   // never throws: a cancel that reached the root first swallows it
-           inner->callback(2);  // nor this: a cancel may have reached it through the link waiting on it
-         } catch (...) {
-           surprises.fetch_add(1, std::memory_order_relaxed);
-         }
+         outcome.fire([&] {
+           root->callback(1);
+           inner->callback(2);  // a cancel may have reached it through the link waiting on it: swallowed too
+         });
          root.reset();
          inner.reset();
        },
@@ -471,14 +485,10 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
          tail->cancel();
          tail.reset();
        }},
-      [&](long r) {
-        if (outcomes.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
-      });
+      [&](long r) { outcome.check_round(r); });
   leaks.stop();
 
-  EXPECT_EQ(outcomes.load(), rounds);
-  EXPECT_EQ(surprises.load(), 0);
-  EXPECT_EQ(incoherent_rounds, 0);
+  outcome.expect_one_each(rounds);
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
