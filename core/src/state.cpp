@@ -75,7 +75,7 @@ namespace {
 
 // A cancel() walk in progress, announced in cancel_walks for as long as it may look at a hop (see there). The
 // announcement, a seq_cst fence, then the walk's first read of a consumer's pointer: Dekker's store, fence, load,
-// paired with the link's in let_go_of_consumed(). release on the end: the walk's reads of a hop happen before a
+// paired with the link's in let_go_of_inner(). release on the end: the walk's reads of a hop happen before a
 // link that reads the count as zero (acquire) and frees it.
 class cancel_walk_announcement {
  public:

@@ -1,5 +1,5 @@
 /* A link letting go of the deferred its callback returned, against cancel() walks
- * (core/include/anydefer/detail/state.hpp, cancel_walks; link.hpp, let_go_of_consumed(); state.cpp,
+ * (core/include/anydefer/detail/state.hpp, cancel_walks; link.hpp, let_go_of_inner(); state.cpp,
  * state_base::cancel()), model-checked with spin.
  *
  * A walk holds no references: it reads a consumer's "what am I waiting on" pointer and then looks at the state
