@@ -78,6 +78,23 @@ class echo_service final : public Echo::CallbackService {
 
   // Unary NEVER handlers called.
   const event_count& never_started() const { return never_started_; }
+  // Answers every NEVER handler called so far that has not ended (a cancelled one has) with `text`, from the
+  // calling thread; returns how many it answered. A test that must attach callbacks before a reply arrives holds
+  // the call this way instead of betting on a delay.
+  int answer_the_waiting(const std::string& text) {
+    std::vector<anydefer::deferred<EchoReply>> waiting;
+    {
+      std::lock_guard lock(mu_);
+      waiting.swap(never_fired_);
+    }
+    int answered = 0;
+    for (const auto& d : waiting) {
+      if (d.fired()) continue;
+      d.callback(reply_of(text));
+      ++answered;
+    }
+    return answered;
+  }
   // Unary NEVER handlers whose deferred was cancelled (the client cancelled, or its deadline passed).
   const event_count& handler_cancels() const { return handler_cancels_; }
   // Count streams the client cancelled or left.

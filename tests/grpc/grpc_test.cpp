@@ -122,25 +122,30 @@ class GrpcTest : public ::testing::Test {
 TEST_F(GrpcTest, AUnaryCallFiresWithTheResponse) { EXPECT_EQ(say(request("hello")).get().text(), "hello"); }
 
 TEST_F(GrpcTest, TheDeferredFiresOnTheNamedExecutor) {
-  // The server answers 20 ms later, so each callback is attached before the deferred fires (a callback attached
-  // after would run at once, on the attaching thread).
-  EchoRequest later = request("later", EchoRequest::DELAY);
-  later.set_delay_ms(20);
+  // Each handler waits until the test answers it, after the callback is attached (a callback attached after the
+  // deferred fired would run at once, on the attaching thread).
+  int handlers = 0;
+  auto held_then_answered = [&](anydefer::deferred<bool> attached) {
+    EXPECT_TRUE(server_.service().never_started().wait_for(++handlers, 10s)) << "the handler was not called";
+    EXPECT_EQ(server_.service().answer_the_waiting("now"), 1);
+    return attached.get();
+  };
   anydefer::thread_pool pool(2);
   for (int i = 0; i < 5; ++i) {
-    auto on_pool =
-        say(later, {.executor = pool}).add_callback([&](const EchoReply&) { return pool.running_in_this_thread(); });
-    EXPECT_TRUE(on_pool.get());
-    auto on_loop =
-        say(later, {.executor = loop_}).add_callback([&](const EchoReply&) { return loop_.running_in_this_thread(); });
-    EXPECT_TRUE(on_loop.get());
+    EXPECT_TRUE(held_then_answered(
+        say(request("held", EchoRequest::NEVER), {.executor = pool}).add_callback([&](const EchoReply&) {
+          return pool.running_in_this_thread();
+        })));
+    EXPECT_TRUE(held_then_answered(
+        say(request("held", EchoRequest::NEVER), {.executor = loop_}).add_callback([&](const EchoReply&) {
+          return loop_.running_in_this_thread();
+        })));
   }
   // Without an executor: a gRPC thread, neither the caller nor ours.
   const auto caller = std::this_thread::get_id();
-  auto where = say(later).add_callback([&](const EchoReply&) {
+  EXPECT_TRUE(held_then_answered(say(request("held", EchoRequest::NEVER)).add_callback([&](const EchoReply&) {
     return std::this_thread::get_id() != caller && !pool.running_in_this_thread() && !loop_.running_in_this_thread();
-  });
-  EXPECT_TRUE(where.get());
+  })));
 }
 
 TEST_F(GrpcTest, ACoroutineAwaitsCallsOnAReactor) {
