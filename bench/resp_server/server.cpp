@@ -10,8 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <new>
 #include <optional>
 #include <queue>
 #include <span>
@@ -35,18 +38,145 @@ using args_view = std::span<const std::string_view>;
 
 // --- the keyspace of one shard -----------------------------------------------------------------------------------
 
+// A chained hash table of string keys, grown incrementally as Redis's dict is. std::unordered_map rehashes every
+// key at once, and first zeroes its new bucket array with memset, faulting in all of its pages together: on a
+// virtual machine a fresh page costs about 10 us, so a growth past 200,000 keys stalled the shard for 4 to 10 ms
+// (the worst latencies of a benchmark that creates keys). Here a growth takes its new bucket array from calloc,
+// which hands out fresh zero pages from the kernel without touching them (each is faulted in by the first
+// operation that lands on it), and every later operation moves a few buckets across until the old array is empty;
+// meanwhile lookups look in both. Nodes never move: a value keeps its address.
+template <class Value>
+class hash_table {
+ public:
+  hash_table() = default;
+  hash_table(const hash_table&) = delete;
+  hash_table& operator=(const hash_table&) = delete;
+  ~hash_table() { clear(); }
+
+  Value* find(std::string_view key) noexcept {
+    const std::size_t h = hash(key);
+    step();
+    for (bucket_array& t : tables_) {
+      if (t.size == 0) continue;
+      for (node* n = t.head_for(h); n != nullptr; n = n->next) {
+        if (n->hash == h && n->key == key) return &n->value;
+      }
+    }
+    return nullptr;
+  }
+
+  // A key find() did not find.
+  Value& insert(std::string_view key) {
+    const std::size_t h = hash(key);
+    step();
+    if (!growing() && tables_[0].used >= tables_[0].size) grow();
+    bucket_array& t = growing() ? tables_[1] : tables_[0];
+    node*& head = t.head_for(h);
+    head = new node{head, h, std::string(key), Value{}};
+    ++t.used;
+    return head->value;
+  }
+
+  bool erase(std::string_view key) noexcept {
+    const std::size_t h = hash(key);
+    step();
+    for (bucket_array& t : tables_) {
+      if (t.size == 0) continue;
+      for (node** at = &t.head_for(h); *at != nullptr; at = &(*at)->next) {
+        if ((*at)->hash == h && (*at)->key == key) {
+          delete std::exchange(*at, (*at)->next);
+          --t.used;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  std::size_t size() const noexcept { return tables_[0].used + tables_[1].used; }
+
+  void clear() noexcept {
+    for (bucket_array& t : tables_) {
+      for (std::size_t i = 0; i < t.size; ++i) {
+        for (node* n = t.heads[i]; n != nullptr;) delete std::exchange(n, n->next);
+      }
+      t = bucket_array{};
+    }
+    moved_below_ = 0;
+  }
+
+  // Moves up to `buckets` non-empty buckets of a growth under way across (visiting at most eight times as many).
+  void step(std::size_t buckets = buckets_per_operation) noexcept {
+    if (!growing()) return;
+    bucket_array& from = tables_[0];
+    bucket_array& to = tables_[1];
+    for (std::size_t visits = 8 * buckets; buckets > 0 && visits > 0 && moved_below_ < from.size; --visits) {
+      node* n = std::exchange(from.heads[moved_below_++], nullptr);
+      if (n != nullptr) --buckets;
+      while (n != nullptr) {
+        node* const next = n->next;
+        node*& head = to.head_for(n->hash);
+        n->next = head;
+        head = n;
+        --from.used;
+        ++to.used;
+        n = next;
+      }
+    }
+    if (from.used == 0) {  // all moved: the new array is the table now
+      from = std::move(to);
+      to = bucket_array{};
+      moved_below_ = 0;
+    }
+  }
+
+ private:
+  // Non-empty buckets moved per operation while the table grows. A growth starts when n keys fill n buckets and
+  // ends within n / 4 + n / 32 operations (each moves 4 non-empty buckets or visits 32); the new array has room for
+  // 2n, so however many of those operations insert, it is not full before the old one is empty.
+  static constexpr std::size_t buckets_per_operation = 4;
+
+  struct node {
+    node* next;
+    std::size_t hash;
+    std::string key;
+    Value value;
+  };
+
+  struct free_deleter {
+    void operator()(node** p) const noexcept { std::free(p); }
+  };
+  struct bucket_array {
+    std::unique_ptr<node*[], free_deleter> heads;  // from calloc
+    std::size_t size = 0;                          // a power of two, or 0 (none)
+    std::size_t used = 0;                          // nodes in it
+
+    node*& head_for(std::size_t h) const noexcept { return heads[h & (size - 1)]; }
+  };
+
+  static std::size_t hash(std::string_view key) noexcept { return std::hash<std::string_view>{}(key); }
+  bool growing() const noexcept { return tables_[1].size != 0; }
+
+  void grow() {
+    const std::size_t n = std::max<std::size_t>(16, 2 * tables_[0].size);
+    // calloc, not new and memset: fresh zero pages, each faulted in when first used
+    auto* heads = static_cast<node**>(std::calloc(n, sizeof(node*)));
+    if (heads == nullptr) throw std::bad_alloc();
+    tables_[1].heads.reset(heads);
+    tables_[1].size = n;
+    tables_[1].used = 0;
+    moved_below_ = 0;
+    if (tables_[0].used == 0) step();  // nothing to move: the new array simply becomes the table
+  }
+
+  std::array<bucket_array, 2> tables_;  // [0]: the table; [1]: the one it grows into, during a growth
+  std::size_t moved_below_ = 0;         // during a growth, [0]'s buckets below this index are empty
+};
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-// Heterogeneous lookup (a string_view finds a std::string key without a copy). Not noexcept on purpose:
-// libstdc++ caches each node's hash only for a hash that may throw or is "slow", and without the cache every
-// lookup re-hashes the key of each node it walks past (perf: 36% of the server's time at 100,000 keys).
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 
 // Strings with optional expiry. Expired keys go when touched (lazily) and, in the background, when the sweep finds
 // their deadline passed (a heap of deadlines; an entry whose key was since rewritten is skipped).
@@ -56,28 +186,26 @@ class keyspace {
     std::string value;
     std::int64_t expires_at = 0;  // ms on the steady clock; 0: never
   };
-  using map_type = std::unordered_map<std::string, entry, string_hash, std::equal_to<>>;
 
+  // The key's entry, or nullptr if it is absent or expired (an expired one is erased here).
   entry* find(std::string_view key) {
-    const auto it = live(key);
-    return it == map_.end() ? nullptr : &it->second;
+    entry* e = table_.find(key);
+    if (e != nullptr && e->expires_at != 0 && e->expires_at <= now_ms()) {
+      table_.erase(key);
+      return nullptr;
+    }
+    return e;
   }
 
   entry& upsert(std::string_view key) {
-    auto it = map_.find(key);
-    if (it == map_.end()) it = map_.emplace(std::string(key), entry{}).first;
-    return it->second;
+    if (entry* e = find(key)) return *e;
+    return table_.insert(key);
   }
 
   // A key find() did not find.
-  entry& insert(std::string_view key) { return map_.emplace(std::string(key), entry{}).first->second; }
+  entry& insert(std::string_view key) { return table_.insert(key); }
 
-  bool erase(std::string_view key) {
-    const auto it = live(key);
-    if (it == map_.end()) return false;
-    map_.erase(it);
-    return true;
-  }
+  bool erase(std::string_view key) { return find(key) != nullptr && table_.erase(key); }
 
   void expire_at(std::string_view key, entry& e, std::int64_t when) {
     e.expires_at = when;
@@ -86,37 +214,28 @@ class keyspace {
 
   std::size_t size() {
     sweep(std::numeric_limits<std::size_t>::max());
-    return map_.size();
+    return table_.size();
   }
   void clear() {
-    map_.clear();
+    table_.clear();
     deadlines_ = {};
   }
 
-  // Removes up to `budget` keys whose deadline passed.
+  // Removes up to `budget` keys whose deadline passed, and moves a growth of the table on (one left idle ends).
   void sweep(std::size_t budget) {
+    table_.step(4096);
     const std::int64_t now = now_ms();
     while (budget-- > 0 && !deadlines_.empty() && deadlines_.top().first <= now) {
       auto [when, key] = deadlines_.top();
       deadlines_.pop();
-      auto it = map_.find(key);
-      if (it != map_.end() && it->second.expires_at == when) map_.erase(it);
+      entry* e = table_.find(key);
+      if (e != nullptr && e->expires_at == when) table_.erase(key);
     }
   }
 
  private:
-  // The key's entry, or end() if it is absent or expired (an expired one is erased here).
-  map_type::iterator live(std::string_view key) {
-    auto it = map_.find(key);
-    if (it != map_.end() && it->second.expires_at != 0 && it->second.expires_at <= now_ms()) {
-      map_.erase(it);
-      return map_.end();
-    }
-    return it;
-  }
-
   using deadline = std::pair<std::int64_t, std::string>;
-  map_type map_;
+  hash_table<entry> table_;
   std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_;
 };
 

@@ -66,7 +66,8 @@ inline std::optional<reply> parse_reply(std::string_view in, std::size_t& at) {
 }
 
 // Encodes a command as a RESP array of bulk strings.
-inline std::string command(std::initializer_list<std::string_view> args) {
+template <class Args>
+std::string command_of(const Args& args) {
   std::string out = "*" + std::to_string(args.size()) + "\r\n";
   for (std::string_view a : args) {
     out += "$" + std::to_string(a.size()) + "\r\n";
@@ -75,6 +76,8 @@ inline std::string command(std::initializer_list<std::string_view> args) {
   }
   return out;
 }
+inline std::string command(std::initializer_list<std::string_view> args) { return command_of(args); }
+inline std::string command(const std::vector<std::string>& args) { return command_of(args); }
 
 class client {
  public:
@@ -100,6 +103,10 @@ class client {
   reply receive() { return receive(1).front(); }
 
   reply call(std::initializer_list<std::string_view> args) {
+    send(command(args));
+    return receive();
+  }
+  reply call(const std::vector<std::string>& args) {
     send(command(args));
     return receive();
   }

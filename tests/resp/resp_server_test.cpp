@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -185,6 +186,71 @@ TEST_P(RespServer, PipelinedCommandsAreAnsweredInOrder) {
   for (char ch : one) c.send(std::string(1, ch));
   EXPECT_EQ(c.receive().text, "OK");
   EXPECT_EQ(c.call({"GET", "split"}).text, std::string(300, 'x'));
+}
+
+// The keyspace grows its table a few nodes per operation (as Redis does) instead of rehashing every key at once:
+// while keys move from the old table to the new, each is found, overwritten, counted, deleted and expired exactly
+// once, wherever it is at the time. 60,000 keys cross a dozen growths; every reply is checked against a model.
+TEST_P(RespServer, KeysStayWhereTheyAreFoundWhileTheTableGrows) {
+  client c(server_.local_endpoint());
+  constexpr int n = 60'000;
+  constexpr int batch = 500;
+  const auto key = [](int i) { return "grow:" + std::to_string(i); };
+  std::vector<std::optional<std::string>> model(n);
+  for (int from = 0; from < n; from += batch) {
+    std::string requests;
+    std::vector<std::string> expected;  // each reply, written as the test reads it back
+    for (int i = from; i < from + batch; ++i) {
+      requests += command({"SET", key(i), "v" + std::to_string(i)});
+      expected.emplace_back("OK");
+      model[i] = "v" + std::to_string(i);
+      const int older = i / 2;  // inserted long ago: most likely in the table being migrated out of
+      requests += command({"GET", key(older)});
+      expected.push_back(model[older].value_or("(nil)"));
+      if (i % 7 == 0) {
+        const int gone = i / 3;
+        requests += command({"DEL", key(gone)});
+        expected.push_back(model[gone] ? "1" : "0");
+        model[gone].reset();
+      }
+      if (i % 11 == 0) {
+        const int counted = i / 5;
+        requests += command({"INCR", key(counted)});
+        // A value "vN" is not a number; a deleted key counts from 0.
+        expected.push_back(model[counted] ? "ERR value is not an integer or out of range" : "1");
+        if (!model[counted]) model[counted] = "1";
+      }
+      if (i % 13 == 0) {
+        const int expiring = i / 4;
+        requests += command({"EXPIRE", key(expiring), "0"});  // a past deadline deletes at once
+        expected.push_back(model[expiring] ? "1" : "0");
+        model[expiring].reset();
+      }
+    }
+    c.send(requests);
+    const auto replies = c.receive(expected.size());
+    for (std::size_t r = 0; r < expected.size(); ++r) {
+      const auto& got = replies[r];
+      const std::string seen = got.type == ':' ? std::to_string(got.number) : got.is_null() ? "(nil)" : got.text;
+      ASSERT_EQ(seen, expected[r]) << "reply " << r << " of the batch from " << key(from);
+    }
+  }
+  long long present = 0;
+  for (const auto& v : model) present += v ? 1 : 0;
+  EXPECT_EQ(c.call({"DBSIZE"}).number, present);
+  for (int i = 0; i < n; i += 60) {  // the test's limit is 64 arguments
+    std::vector<std::string> mget{"MGET"};
+    for (int j = i; j < i + 60 && j < n; ++j) mget.push_back(key(j));
+    const auto got = c.call(mget);
+    ASSERT_EQ(got.items.size(), mget.size() - 1);
+    for (std::size_t j = 0; j + 1 < mget.size(); ++j) {
+      const auto& want = model[static_cast<std::size_t>(i) + j];
+      ASSERT_EQ(got.items[j].is_null(), !want) << key(i + static_cast<int>(j));
+      if (want) {
+        ASSERT_EQ(got.items[j].text, *want) << key(i + static_cast<int>(j));
+      }
+    }
+  }
 }
 
 TEST_P(RespServer, InlineCommandsAndEmptyRequestsAsRedisAcceptsThem) {
