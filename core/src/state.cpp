@@ -55,6 +55,25 @@ void state_base::drop_shared_handle(std::uint64_t c) noexcept {
   }
 }
 
+bool state_base::orphan_unless_driver_left() noexcept {
+  return (word_.fetch_or(orphaned, std::memory_order_acq_rel) & driving) == 0;
+}
+
+bool state_base::publish_to_waiter(continuation*& next) noexcept {
+  std::uintptr_t w = word_.load(std::memory_order_relaxed);
+  do {
+    if ((w & claimed) != 0) return false;
+    // A thread blocks in wait(): publish, wake it, and only then leave, since once it sees `ready` it may drop
+    // the last handle and free the state. acq_rel, relaxed: as in publish_written().
+  } while (!word_.compare_exchange_weak(w, w | claimed | ready, std::memory_order_acq_rel, std::memory_order_relaxed));
+  next = continuation_of(w);
+  futex_wake_all(word_);
+  end_driving();
+  return true;
+}
+
+void state_base::free_orphan() noexcept { destroy_released(this); }
+
 void state_base::consume_shared(std::uintptr_t w) {
   do {
     if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();

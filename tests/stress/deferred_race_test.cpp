@@ -13,12 +13,15 @@
 #include <functional>
 #include <new>
 #include <optional>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "anydefer/coroutine.hpp"
 #include "anydefer/deferred.hpp"
+#include "anydefer/unhandled_error.hpp"
 #include "support/counting_new.hpp"  // this binary's counting operator new/delete: what a test allocates it must free
 
 namespace {
@@ -585,6 +588,201 @@ TEST(DeferredRaceTest, DroppingLastProducerHandleRacingContinueBreaksTheChainOnc
 
   EXPECT_EQ(broken.load(), rounds);
   EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+// --- a driver against the owners of its state ------------------------------------------------------------------
+// A link or a coroutine keeps itself alive with the `driving` bit of its state word while its driver runs: the
+// state is freed by whichever of the driver (publishing or giving up) and the last owner (dropping the last
+// handle) comes second. Each test below makes those two race; the leak check and the sanitizer lanes see a state
+// freed twice, never, or while the other side still uses it.
+
+TEST(DeferredRaceTest, FireRacingTheDropOfALinksLastHandleRunsItOnceAndFreesItOnce) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> ran{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> link;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        link = d.add_callback([&ran](int v) {
+          ran.fetch_add(1, std::memory_order_relaxed);
+          return v + 1;
+        });
+        root = std::move(d);
+      },
+      {[&] {
+         root->callback(1);
+         root.reset();
+       },
+       [&] { link.reset(); }},  // before the link runs (orphaned: the driver frees it), during, or after
+      [&](long r) {
+        if (ran.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.stop();
+
+  EXPECT_EQ(ran.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+TEST(DeferredRaceTest, FireRacingGetOfALinkWakesTheGetterAndFreesTheLinkOnce) {
+  const long rounds = scaled_rounds(200'000);
+  long wrong_values = 0;
+  std::optional<deferred<long>> root;
+  std::optional<deferred<long>> link;
+  long round = 0;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long r) {
+        deferred<long> d;
+        link = d.add_callback([](long v) { return v + 1; });
+        root = std::move(d);
+        round = r;
+      },
+      {[&] {
+         root->callback(round);
+         root.reset();
+       },
+       [&] {
+         // May block in wait(): the driver then wakes it before it leaves, and the getter may drop the last
+         // handle as soon as it is awake.
+         if (link->get() != round + 1) ++wrong_values;
+         link.reset();
+       }},
+      [](long) {});
+  leaks.stop();
+
+  EXPECT_EQ(wrong_values, 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+TEST(DeferredRaceTest, FireRacingCancelAndDropOfALinkGivesOneOutcomeAndFreesItOnce) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> ran{0};
+  std::atomic<long> cancelled{0};  // links freed holding an unconsumed cancelled_error
+  std::atomic<long> other_reports{0};
+  long incoherent_rounds = 0;
+  long ran_before = 0;
+  long cancelled_before = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> link;
+  const auto previous = anydefer::set_unhandled_error_handler([&](const failure& f, const std::source_location&) {
+    (f.check<anydefer::cancelled_error>() ? cancelled : other_reports).fetch_add(1, std::memory_order_relaxed);
+  });
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        link = d.add_callback([&ran](int v) {
+          ran.fetch_add(1, std::memory_order_relaxed);
+          return v + 1;
+        });
+        root = std::move(d);
+        ran_before = ran.load(std::memory_order_relaxed);
+        cancelled_before = cancelled.load(std::memory_order_relaxed);
+      },
+      {[&] {
+         try {
+           root->callback(1);  // swallowed if the cancel reached the root first
+         } catch (...) {
+           other_reports.fetch_add(1, std::memory_order_relaxed);
+         }
+         root.reset();
+       },
+       [&] {
+         // Cancels the root if it has not fired yet, else the link while its callback runs; then the link's last
+         // handle goes, possibly before its driver has finished.
+         link->cancel();
+         link.reset();
+       }},
+      [&](long) {
+        // The callback ran (and its value won or was dropped for the cancel), or the cancel came first; and the
+        // link was freed with a cancellation at most once.
+        const long ran_now = ran.load(std::memory_order_relaxed) - ran_before;
+        const long cancelled_now = cancelled.load(std::memory_order_relaxed) - cancelled_before;
+        if (ran_now > 1 || cancelled_now > 1 || ran_now + cancelled_now == 0) ++incoherent_rounds;
+      });
+  leaks.stop();
+  anydefer::set_unhandled_error_handler(previous);
+
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(other_reports.load(), 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+deferred<int> add_one_after(deferred<int> d, std::atomic<long>& ran) {
+  const int v = co_await d;
+  ran.fetch_add(1, std::memory_order_relaxed);
+  co_return v + 1;
+}
+
+TEST(DeferredRaceTest, FireRacingTheDropOfASuspendedCoroutinesLastHandleFinishesItAndFreesItOnce) {
+  const long rounds = scaled_rounds(300'000);
+  std::atomic<long> ran{0};
+  long incoherent_rounds = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> coroutine;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        coroutine = add_one_after(d, ran);  // suspended on d
+        root = std::move(d);
+      },
+      {[&] {
+         root->callback(1);  // resumes the coroutine here, to its end
+         root.reset();
+       },
+       [&] { coroutine.reset(); }},
+      [&](long r) {
+        if (ran.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
+      });
+  leaks.stop();
+
+  EXPECT_EQ(ran.load(), rounds);
+  EXPECT_EQ(incoherent_rounds, 0);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+TEST(DeferredRaceTest, FireRacingGetOfACoroutineWakesTheGetterAndFreesItOnce) {
+  const long rounds = scaled_rounds(200'000);
+  std::atomic<long> ran{0};
+  long wrong_values = 0;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> coroutine;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        coroutine = add_one_after(d, ran);
+        root = std::move(d);
+      },
+      {[&] {
+         root->callback(41);
+         root.reset();
+       },
+       [&] {
+         if (coroutine->get() != 42) ++wrong_values;
+         coroutine.reset();
+       }},
+      [](long) {});
+  leaks.stop();
+
+  EXPECT_EQ(wrong_values, 0);
+  EXPECT_EQ(ran.load(), rounds);
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 

@@ -270,26 +270,14 @@ class deferred_awaiter {
       slot_->begin(state_);
     }
     if constexpr (std::is_base_of_v<escape_mark, P>) escaped_before = std::exchange(h.promise().escaped, true);
-    switch (s->try_attach(&node_)) {
-      case state_base::attach_result::attached:
-        // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
-        // broken and may resume the coroutine right here, which is allowed while it is suspended.
-        if (drop_handle) s->drop_handle();
-        return true;
-      case state_base::attach_result::ready_now:
-        flags_ |= attached;  // consumed by try_attach
-        break;
-      case state_base::attach_result::already_continued:
-        flags_ |= already_continued;
-        break;
+    const state_base::attach_result attach = s->try_attach(&node_);
+    if (attach == state_base::attach_result::attached) [[likely]] {
+      // Only locals from here: the handle keeps s alive until this drop; if it was the last one, s fails as
+      // broken and may resume the coroutine right here, which is allowed while it is suspended.
+      if (drop_handle) s->drop_handle();
+      return true;
     }
-    if constexpr (std::is_base_of_v<escape_mark, P>) h.promise().escaped = escaped_before;
-    if (slot_ != nullptr) slot_->end();
-    if (drop_handle) {  // not suspending: keep the handle after all
-      flags_ = static_cast<std::uint8_t>((flags_ & ~holds_ref) | owns_handle);
-      state_base::release(s);
-    }
-    return false;
+    return undo_suspension(h, attach, drop_handle, escaped_before);
   }
 
   [[gnu::always_inline]] U await_resume() {
@@ -298,6 +286,21 @@ class deferred_awaiter {
   }
 
  private:
+  // await_suspend() found the result there after all (or another consumer): the coroutine goes on without
+  // suspending. Out of line, to keep the suspending path small enough to be inlined.
+  template <class P>
+  [[gnu::noinline]] bool undo_suspension(std::coroutine_handle<P> h, state_base::attach_result attach, bool drop_handle,
+                                         bool escaped_before) noexcept {
+    flags_ |= attach == state_base::attach_result::ready_now ? attached : already_continued;  // ready_now: consumed
+    if constexpr (std::is_base_of_v<escape_mark, P>) h.promise().escaped = escaped_before;
+    if (slot_ != nullptr) slot_->end();
+    if (drop_handle) {  // keep the handle after all
+      flags_ = static_cast<std::uint8_t>((flags_ & ~holds_ref) | owns_handle);
+      state_base::release(state_);
+    }
+    return false;
+  }
+
   // await_resume() when the result is not ours yet: consumes a fired deferred that await_ready() left alone, or
   // throws for an empty deferred or one that another consumer had.
   [[gnu::noinline]] void take_over_result() {
@@ -338,9 +341,9 @@ template <class T>
 class coroutine_promise_base : public state<T>, public awaiting_slot, public escape_mark {
  public:
   coroutine_promise_base() noexcept : state<T>(state_base::kind::driven, std::source_location::current()) {
-    // The handle get_return_object() gives out, and one reference held by the running coroutine until it
-    // finishes.
-    this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
+    // The handle get_return_object() gives out; the running coroutine keeps its state alive until it finishes
+    // with `driving`.
+    this->start_driving();
   }
 
   deferred<T> get_return_object() noexcept { return access::adopt<T>(static_cast<state<T>*>(this)); }

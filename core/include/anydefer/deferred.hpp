@@ -330,8 +330,9 @@ class deferred {
     // Fail early, before allocating; try_attach decides for real.
     if (up.is_continued()) throw already_continued_error();
     // Read before the link takes its reference: if this handle is the only owner, nobody else can touch `up`
-    // until we return the next handle, and attaching needs no locked instruction.
-    const bool sole = up.sole_handle();
+    // until we return the next handle, and attaching needs no locked instruction (unless a driver still runs
+    // `up`: attach_as_sole_owner() checks).
+    const bool sole = up.sole_handle_counted();
     using link_t = detail::link<T, U, std::decay_t<Handler>, Scheduled>;
     link_t* l;
     if constexpr (Scheduled) {

@@ -329,9 +329,9 @@ class link final : public state<U>, public link_task<Scheduled> {
     }
   }
 
-  // Undoes a link that could not be attached (its upstream already had a consumer): drops its own reference;
-  // the caller's handle then frees it.
-  void discard_unstarted() noexcept { state_base::release(this); }
+  // Undoes a link that could not be attached (its upstream already had a consumer): its driver leaves before
+  // anyone but the caller's handle saw it, and that handle then frees it.
+  void discard_unstarted() noexcept { this->end_driving_unshared(); }
 
   // Starts a link that has no upstream (submit()).
   step start() noexcept {
@@ -354,8 +354,8 @@ class link final : public state<U>, public link_task<Scheduled> {
 
  private:
   void init(state<T>* upstream) noexcept {
-    // The handle the caller gets, and one reference held by the link on itself until it publishes its result.
-    this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
+    // The handle the caller gets; the link keeps itself alive until it publishes its result with `driving`.
+    this->start_driving();
     awaited_.store(upstream, std::memory_order_relaxed);
     if (upstream != nullptr) upstream->add_ref();
   }
@@ -448,19 +448,20 @@ class link final : public state<U>, public link_task<Scheduled> {
   // The result is written (finish(), or a handler's direct path) before the claim: the link is the only writer
   // of its result (a cancel() that wins the claim fails it with a flag instead, see
   // state_base::cancel_driven()), so one RMW both claims and publishes.
-  step publish_own_result() noexcept {
+  // Forced inline: the end of every link, which GCC may otherwise call.
+  [[gnu::always_inline]] step publish_own_result() noexcept {
     continuation* next = nullptr;
     if (!this->publish_written(next)) {
       this->discard_result();
       return finish_discarded();
     }
-    // Our own reference goes now; if there is a consumer, its reference keeps us alive while it reads.
-    state_base::release(this);
+    // The driver has left (the state may be gone); if there is a consumer, its reference keeps us alive while it
+    // reads.
     return {next, next != nullptr ? this : nullptr};
   }
 
   step finish_discarded() noexcept {
-    state_base::release(this);
+    this->end_driving();
     return {};
   }
 

@@ -5,9 +5,12 @@
 // result, runs it and gets its own result. A link is the upstream's *continuation*.
 //
 // The state word (`word_`) decides the only real race: the producer firing while the consumer attaches its
-// continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned) plus 4 flags:
+// continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned, below bit 62)
+// plus 6 flags:
 //
-//   bits 4..63  continuation* c   the one consumer, set once by try_attach(), never cleared
+//   bits 4..61  continuation* c   the one consumer, set once by try_attach(), never cleared
+//   bit 63      driving           a link's or a coroutine's driver still runs it (see "drivers" below)
+//   bit 62      orphaned          every owner left while it was driving: the driver frees it
 //   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment); a
 //                                 link or a coroutine is claimed and made ready by one RMW (see below)
 //   bit 1       ready             the result is written and visible (published with release)
@@ -31,7 +34,7 @@
 //   - a root (fired by hand): claim (fetch_or), write, publish (a plain store if a consumer was already there,
 //     else fetch_or(ready)). Two producers may race, so the claim comes first.
 //   - a link or a coroutine has one writer, its driver: it writes first, then claims and publishes in one RMW
-//     (publish_written(): CAS {..} -> {..,claimed,ready}; publish_unclaimable(): fetch_or). cancel() of such a
+//     (publish_written(), complete_unclaimable(): CAS {..} -> {..,claimed,ready}). cancel() of such a
 //     state (of any driven state without a cancel_here() of its own) therefore never writes the result: it
 //     claims, sets `holds_cancellation` in cancel_flags_ and publishes (cancel_driven()), and every reader
 //     checks that flag first. A driver that finds the state claimed drops what it wrote. Other driven states
@@ -43,19 +46,21 @@
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
 // so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
 // it is freed itself, and of the inner deferred as soon as it has taken its result, unless a cancel() walk is in
-// progress anywhere (then when it is freed): see cancel_walks below. A link also holds one ref on itself from
-// creation until it publishes its result, so a chain whose handles were all dropped still runs. Release is
+// progress anywhere (then when it is freed): see cancel_walks below. A link or a coroutine also keeps itself
+// alive from creation until it publishes its result, with the `driving` bit rather than a count, so a chain
+// whose handles were all dropped still runs and the driver's publishing RMW is also its release. Release is
 // iterative (a million-link chain is freed in constant stack).
 //
-// Sole owner: every thread that touches a state holds a counted reference (or handle), with two exceptions. The
-// cancel() borrowers of a coroutine's awaiting_slot (coroutine.hpp) are covered by the awaiter's own reference
-// and force locked count updates while they may exist (add_ref_racing_borrowers()). A cancel() walk past its
-// first hop holds no reference either, but each hop it visits is held by the one before, a consumer that lets go
-// of it only once it fired and (for an inner deferred) no walk is in progress (cancel_walks), so the count it
-// sees is never a sole owner's. So a
-// caller whose load of the count equals what it holds itself is alone with the state, and changes the count and the
-// word with plain stores: a single-threaded chain pays no locked instruction for its bookkeeping. One handle object
-// must not be used by two threads at once (copies may).
+// Sole owner: every thread that touches a state holds a counted reference (or handle), with three exceptions. A
+// driver holds its state with the `driving` bit. The cancel() borrowers of a coroutine's awaiting_slot
+// (coroutine.hpp) are covered by the awaiter's own reference and force locked count updates while they may exist
+// (add_ref_racing_borrowers()). A cancel() walk past its first hop holds no reference either, but each hop it
+// visits is held by the one before, a consumer that lets go of it only once it fired and (for an inner deferred)
+// no walk is in progress (cancel_walks), so the count it sees is never a sole owner's. So a caller whose load of
+// the count equals what it holds itself, and whose load of the word shows no driver, is alone with the state and
+// changes the count and the word with plain stores: a single-threaded chain pays no locked instruction for its
+// bookkeeping. (A driver never touches the count, so a lone owner may change the count with a plain store even
+// while it runs.) One handle object must not be used by two threads at once (copies may).
 #pragma once
 
 #include <atomic>
@@ -140,7 +145,10 @@ class state_base : public continuation {
   static constexpr std::uintptr_t ready = 2;
   static constexpr std::uintptr_t consumed = 4;
   static constexpr std::uintptr_t waiting = 8;
-  static constexpr std::uintptr_t flag_mask = 15;
+  // A driven state whose driver keeps it alive in the word rather than in counts_ (see "Drivers" above).
+  static constexpr std::uintptr_t driving = std::uintptr_t{1} << 63;   // the driver has not finished
+  static constexpr std::uintptr_t orphaned = std::uintptr_t{1} << 62;  // every owner left while it was driving
+  static constexpr std::uintptr_t flag_mask = 15 | driving | orphaned;
 
   // cancel_flags_ bits.
   static constexpr std::uint8_t cancel_requested = 1;    // cancel() ran on this root: its canceller runs at most once
@@ -201,8 +209,10 @@ class state_base : public continuation {
     return static_cast<std::uint32_t>(counts >> 32);
   }
 
-  // True if the caller's one handle is the only owner of this state.
-  bool sole_handle() const noexcept { return counts_.load(std::memory_order_acquire) == handle_unit; }
+  // True if the caller's one handle is the only owner counted. A driver may still run the state: the caller's
+  // next load of the word must show `driving` clear before it uses a plain store (that load acquires: a driver
+  // that finished released its writes with the RMW that cleared the bit, and touches nothing after).
+  bool sole_handle_counted() const noexcept { return counts_.load(std::memory_order_acquire) == handle_unit; }
 
   // Relaxed increments otherwise: a new reference is always made from an existing one, which already keeps the
   // state alive; no data is published by taking a reference.
@@ -249,10 +259,13 @@ class state_base : public continuation {
     if (s->drop_ref_was_last()) destroy_released(s);
   }
 
-  // Frees a state whose last reference is gone, and, iteratively, what it held. Inline up to the common end, a
-  // state that held nothing it was the last to let go of; the loop over the rest is out of line.
+  // Frees a state whose last reference is gone (unless its driver still runs it: then the driver frees it when
+  // it finishes), and, iteratively, what it held. Inline up to the common end, a state that held nothing it was
+  // the last to let go of; the loop over the rest is out of line.
   static void destroy_released(state_base* s) noexcept {
-    s->report_if_unhandled();
+    std::uintptr_t w = 0;
+    if (!s->last_owner_may_free(w)) return;
+    s->report_if_unhandled(w);
     state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
     s->dispose(dead);
     if (dead != nullptr) destroy_queued(dead);
@@ -268,6 +281,51 @@ class state_base : public continuation {
  public:
   // --- the state machine -----------------------------------------------------------------------------------
   enum class attach_result : std::uint8_t { attached, ready_now, already_continued };
+
+  // --- drivers ---------------------------------------------------------------------------------------------
+  // A link or a coroutine keeps itself alive while its driver runs with the `driving` bit of its word instead of
+  // a reference in counts_: the driver's last RMW on the word (publishing its result, or giving up after a
+  // cancel() won) clears the bit, so the reference costs no locked instruction of its own. The state is freed
+  // when both the owners in counts_ and the driver are gone, by whichever leaves second:
+  //   - an owner that brings counts_ to zero while `driving` is set sets `orphaned` (fetch_or) and, if `driving`
+  //     was still set in what that RMW read, leaves the state to the driver (last_owner_may_free());
+  //   - a driver whose clearing RMW reads `orphaned` frees it (driver_left_last()).
+  // The two RMWs are ordered on the word, so exactly one side sees the other's bit. While `driving` is set nobody
+  // writes the word with a plain store (sole owners check the bit, and publish() uses an RMW), so no store can lose
+  // the driver's clearing of the bit. A driver publishing to a blocked waiter (`waiting`) keeps the bit until it
+  // has woken it (end_driving()): the waiter may free the state as soon as it sees `ready`.
+
+  // Whether the owner that dropped the last count may free the state now. acquire on the load, acq_rel on the
+  // RMW: a finished driver released its writes with the RMW that cleared `driving`.
+  // `w` is left holding the word as it is now, for report_if_unhandled().
+  bool last_owner_may_free(std::uintptr_t& w) noexcept {
+    w = word_.load(std::memory_order_acquire);
+    if ((w & driving) == 0) [[likely]]
+      return true;
+    if (!orphan_unless_driver_left()) return false;
+    w = word_.load(std::memory_order_acquire);
+    return true;
+  }
+  // The RMW half, out of line: true if the driver left after all (the caller frees the state).
+  [[gnu::cold]] bool orphan_unless_driver_left() noexcept;
+
+  // The driver leaves without publishing (a cancel() won), or after waking a waiter: clears `driving`, and frees
+  // the state if every owner left. The caller must not touch the state after.
+  void end_driving() noexcept {
+    // acq_rel: release so the driver's writes happen before whoever frees the state; acquire for the free here.
+    const std::uintptr_t w = word_.fetch_and(~driving, std::memory_order_acq_rel);
+    if ((w & driving) == 0) return;  // published already cleared it
+    if ((w & orphaned) != 0) destroy_released(this);
+  }
+
+  // A new link's or coroutine's state, before anything else can see it: its driver keeps it alive from now on.
+  void start_driving() noexcept { word_.store(driving, std::memory_order_relaxed); }
+
+  // A driver that ends before anything but the caller's handle could see the state (a link never attached):
+  // plain store.
+  void end_driving_unshared() noexcept {
+    word_.store(word_.load(std::memory_order_relaxed) & ~driving, std::memory_order_relaxed);
+  }
 
   // Makes `c` the consumer. `attached`: the publisher will run it. `ready_now`: the result is already there,
   // marked consumed, and the caller runs `c` itself. `already_continued`: there is a consumer; nothing changed.
@@ -300,7 +358,9 @@ class state_base : public continuation {
   std::uintptr_t claim() noexcept { return word_.fetch_or(claimed, std::memory_order_acquire); }
 
   // After the claimant wrote the result: makes it visible and returns the continuation to run, if any.
+  // Not for a state a driver may still run (`driving`): see publish_racing_driver().
   continuation* publish(std::uintptr_t at_claim) noexcept {
+    ANYDEFER_ASSERT((at_claim & driving) == 0);
     if (continuation* c = continuation_of(at_claim)) {
       // The consumer was attached before the claim; once claimed nobody else writes the word (try_attach sees a
       // consumer and returns, a waiter yields while claimed-but-not-ready), so a plain release store suffices.
@@ -309,17 +369,24 @@ class state_base : public continuation {
       if ((at_claim & waiting) != 0) futex_wake_all(word_);
       return c;
     }
-    // acq_rel: release publishes the result to whoever sees `ready`; acquire because a consumer may have been
-    // attached since the claim and we are about to run it.
-    std::uintptr_t old = word_.fetch_or(ready, std::memory_order_acq_rel);
+    return publish_racing_driver();
+  }
+  // publish() with an RMW even if a consumer was there at the claim: a driver may still run the state and clear
+  // `driving` when it gives up (end_driving()), which a plain store could undo. acq_rel: release publishes the
+  // result to whoever sees `ready`; acquire because a consumer may have been attached since the claim and we
+  // are about to run it.
+  continuation* publish_racing_driver() noexcept {
+    const std::uintptr_t old = word_.fetch_or(ready, std::memory_order_acq_rel);
     if ((old & waiting) != 0) futex_wake_all(word_);
     return continuation_of(old);
   }
 
-  // attach for a caller whose handle is the only owner (sole_handle()): nobody else can fire, cancel, wait on or
-  // continue this state, so plain stores replace the CAS. Same results as try_attach().
+  // attach for a caller whose handle is the only owner counted (sole_handle_counted()): unless a driver still
+  // runs the state (then try_attach()), nobody else can fire, cancel, wait on or continue it, so plain stores
+  // replace the CAS. Same results as try_attach().
   attach_result attach_as_sole_owner(continuation* c) noexcept {
-    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);  // acquire: see sole_handle_counted()
+    if ((w & driving) != 0) return try_attach(c);
     if ((w & consumed) != 0 || continuation_of(w) != nullptr) return attach_result::already_continued;
     if ((w & ready) != 0) {
       store_as_sole_owner(w, w | consumed);
@@ -329,38 +396,51 @@ class state_base : public continuation {
     return attach_result::attached;
   }
 
-  // Publishes a result that the state's driver (a link) wrote *before* claiming: claim and `ready` in one RMW.
-  // That is safe because the driver is the only writer of result_ a driven state has: cancel() claims it
-  // without writing result_ (cancel_driven()). Returns false if cancel() claimed first; the cancellation
-  // stands, and the caller discards what it wrote. On success `next` is the continuation to run, if any.
-  bool publish_written(continuation*& next) noexcept {
+  // Publishes a result that the state's driver (a link, a coroutine) wrote *before* claiming: claim, `ready` and
+  // the driver's leaving (`driving` cleared) in one RMW. That is safe because the driver is the only writer of
+  // result_ a driven state has: cancel() claims it without writing result_ (cancel_driven()). Returns false,
+  // having changed nothing, if cancel() claimed first; the cancellation stands, and the caller discards what it
+  // wrote and leaves with end_driving(). On success `next` is the continuation to run, if any, and the state may
+  // be gone unless there is one (its reference keeps the state while it reads): one whose owners all left is
+  // freed here.
+  // Forced inline: one per link and per coroutine, where GCC would otherwise call it.
+  [[gnu::always_inline]] bool publish_written(continuation*& next) noexcept {
     std::uintptr_t w = word_.load(std::memory_order_relaxed);
-    do {
-      if ((w & claimed) != 0) return false;
-      // Transition {..} -> {..,claimed,ready}. acq_rel: release publishes the result to whoever acquires
-      // `ready`; acquire because a consumer attached concurrently is run next and its fields must be visible.
+    for (;;) {
+      ANYDEFER_ASSERT((w & driving) != 0 && (w & ready) == 0);
+      if ((w & (claimed | waiting)) != 0) [[unlikely]] {
+        if ((w & claimed) != 0) return false;
+        return publish_to_waiter(next);
+      }
+      // Transition {driving,..} -> {..,claimed,ready}. acq_rel: release publishes the result to whoever acquires
+      // `ready` and hands the state over to its owners; acquire because a consumer attached concurrently is run
+      // next and its fields must be visible, and an owner that orphaned the state wrote before we free it.
       // relaxed on failure: the reload only decides whether to try again.
-    } while (
-        !word_.compare_exchange_weak(w, w | claimed | ready, std::memory_order_acq_rel, std::memory_order_relaxed));
-    if ((w & waiting) != 0) futex_wake_all(word_);
+      if (word_.compare_exchange_weak(w, w ^ (claimed | ready | driving), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed)) {
+        break;
+      }
+    }
     next = continuation_of(w);
+    if ((w & orphaned) != 0) [[unlikely]] {
+      ANYDEFER_ASSERT(next == nullptr && "a consumer holds a reference: the state was not orphaned");
+      free_orphan();
+    }
     return true;
   }
+  // publish_written()'s rare ends, out of line: a blocked waiter to wake (false if cancel() claimed first after
+  // all), and a state whose owners all left while it was driving.
+  [[gnu::cold]] bool publish_to_waiter(continuation*& next) noexcept;
+  [[gnu::cold]] void free_orphan() noexcept;
 
-  // Claims and publishes in one RMW, for a state nothing but its driver ever claims (a coroutine's: cancel()
-  // only forwards to what it awaits). acq_rel as in publish_written().
-  continuation* publish_unclaimable() noexcept {
-    const std::uintptr_t old = word_.fetch_or(claimed | ready, std::memory_order_acq_rel);
-    ANYDEFER_ASSERT((old & (claimed | ready)) == 0);
-    if ((old & waiting) != 0) futex_wake_all(word_);
-    return continuation_of(old);
-  }
-
-  // A coroutine's end, or a fork() child's that fork() publishes: publish_unclaimable(), then what follows runs,
-  // then the driver's own reference goes (the state may be freed: the caller must not touch it after).
+  // publish_written() for a state nothing but its driver ever claims (a coroutine's: cancel() only forwards to
+  // what it awaits), then runs what follows. A coroutine's end, or a fork() child's that fork() publishes. The
+  // state may be gone after: the caller must not touch it.
   void complete_unclaimable() noexcept {
-    run_continuations({publish_unclaimable(), this});
-    release(this);
+    continuation* next = nullptr;
+    [[maybe_unused]] const bool published = publish_written(next);
+    ANYDEFER_ASSERT(published && "nothing but its driver claims this state");
+    run_continuations({next, this});
   }
 
   // Publishes a state that nobody but its driver can reach yet (its only handle not handed out, no consumer, no
@@ -369,10 +449,9 @@ class state_base : public continuation {
   // nothing on this thread has given it away.
   bool publish_quietly_if_unshared() noexcept {
     // relaxed: by the caller's precondition nothing else writes these words now.
-    if (counts_.load(std::memory_order_relaxed) != handle_unit + one_ref) return false;
-    if (word_.load(std::memory_order_relaxed) != 0) return false;
-    word_.store(claimed | ready, std::memory_order_relaxed);
-    counts_.store(handle_unit, std::memory_order_relaxed);  // the driver's own reference goes
+    if (counts_.load(std::memory_order_relaxed) != handle_unit) return false;
+    if (word_.load(std::memory_order_relaxed) != driving) return false;
+    word_.store(claimed | ready, std::memory_order_relaxed);  // and the driver leaves
     return true;
   }
 
@@ -384,20 +463,19 @@ class state_base : public continuation {
     if ((w & claimed) != 0) return;
     // relaxed: ordered before the publish's release, which whoever reads the result acquires.
     cancel_flags_.fetch_or(holds_cancellation, std::memory_order_relaxed);
-    run_continuations({publish(w), this});
+    run_continuations({publish_racing_driver(), this});
   }
   // For the consumer, after acquiring `ready`: the result is cancelled_error, whatever result_ holds.
   bool holds_cancellation_flag() const noexcept {
     return (cancel_flags_.load(std::memory_order_relaxed) & holds_cancellation) != 0;
   }
 
-  // Consumes a published, unconsumed result if the caller's handle is the only owner (nobody else can touch the
-  // state, not even a driver: a driver holds a reference of its own until it has published). Plain stores.
-  // Returns false, doing nothing, otherwise.
+  // Consumes a published, unconsumed result if the caller's handle is the only owner and no driver runs the
+  // state (nobody else can touch it). Plain stores. Returns false, doing nothing, otherwise.
   bool consume_if_sole_and_ready() noexcept {
-    if (!sole_handle()) return false;
-    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
-    if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return false;
+    if (!sole_handle_counted()) return false;
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);  // acquire: see sole_handle_counted()
+    if ((w & (ready | consumed | driving)) != ready || continuation_of(w) != nullptr) return false;
     store_as_sole_owner(w, w | consumed);
     return true;
   }
@@ -410,8 +488,12 @@ class state_base : public continuation {
   // Forced inline, as is take_value(): the fired co_await's path, which GCC leaves out of line in a large
   // (recursive) coroutine, where the call cost as much as the work (about 13 instructions per fib call in B5).
   [[gnu::always_inline]] readiness consume_if_fired_and_sole() noexcept {
-    if (!sole_handle()) return is_ready() ? readiness::ready : readiness::not_ready;
-    const std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    if (counts_.load(std::memory_order_acquire) != handle_unit) {
+      return is_ready() ? readiness::ready : readiness::not_ready;
+    }
+    // acquire: see sole_handle_counted(). Exactly "fired, not consumed, no consumer, no waiter" also says that
+    // no driver runs it.
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);
     if (w == (claimed | ready)) {
       store_as_sole_owner(w, w | consumed);
       return readiness::consumed_now;
@@ -423,13 +505,13 @@ class state_base : public continuation {
   void consume_for_get() {
     // Sole first, then the word: a word read before another owner consumed the result and dropped its handle
     // would look unconsumed to a caller that is alone only since.
-    if (sole_handle()) {
-      const std::uintptr_t w = word_.load(std::memory_order_relaxed);
-      if ((w & consumed) != 0 || continuation_of(w) != nullptr) throw already_continued_error();
+    const bool sole = sole_handle_counted();
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);  // acquire: see sole_handle_counted()
+    if (sole && (w & (driving | consumed)) == 0 && continuation_of(w) == nullptr) {
       store_as_sole_owner(w, w | consumed);  // no other consumer can race us: a plain store
       return;
     }
-    consume_shared(word_.load(std::memory_order_acquire));
+    consume_shared(w);  // which also throws if there is a consumer
   }
 
   // A fire that lost the claim: swallowed once after a cancel() without canceller (the producer could not know
@@ -486,8 +568,9 @@ class state_base : public continuation {
   // Drops the reference a dying state held on `held` (as release() does); at zero, reports `held` if nobody
   // consumed its failure and queues it on `dead`.
   static void release_into(state_base* held, state_base*& dead) noexcept {
-    if (held == nullptr || !held->drop_ref_was_last()) return;
-    held->report_if_unhandled();
+    std::uintptr_t w = 0;
+    if (held == nullptr || !held->drop_ref_was_last() || !held->last_owner_may_free(w)) return;
+    held->report_if_unhandled(w);
     // A dead state's word is free: it links the list of states still to free, so that freeing a million-link
     // chain is a loop, not a recursion (destroy_released()).
     held->word_.store(reinterpret_cast<std::uintptr_t>(dead), std::memory_order_relaxed);
@@ -495,7 +578,7 @@ class state_base : public continuation {
   }
 
   // Drops one reference and says whether it was the last. A sole owner pays no RMW. acquire on the load: as in
-  // sole_handle(). acq_rel on the decrement: release so our writes to the state happen before its destruction,
+  // sole_handle_counted(). acq_rel on the decrement: release so our writes to the state happen before its destruction,
   // acquire so the owner that frees it sees every other owner's writes.
   bool drop_ref_was_last() noexcept {
     return counts_.load(std::memory_order_acquire) == one_ref ||
@@ -504,8 +587,8 @@ class state_base : public continuation {
 
   // A result nobody took (no consumer attached, none consumed it): a failure there is reported. Called once,
   // when the last reference goes. Non-virtual for the common case, a consumed result.
-  void report_if_unhandled() noexcept {
-    const std::uintptr_t w = word_.load(std::memory_order_acquire);
+  // `w`: the word, loaded (acquire) once the last reference went.
+  void report_if_unhandled(std::uintptr_t w) noexcept {
     if ((w & ready) == 0 || (w & consumed) != 0 || continuation_of(w) != nullptr) return;
     report_unconsumed();
   }
