@@ -407,7 +407,7 @@ class state_base : public continuation {
   [[gnu::always_inline]] bool publish_written(continuation*& next) noexcept {
     std::uintptr_t w = word_.load(std::memory_order_relaxed);
     for (;;) {
-      ANYDEFER_ASSERT((w & driving) != 0 && (w & ready) == 0);
+      ANYDEFER_ASSERT((w & driving) != 0 && ((w & ready) == 0 || (w & claimed) != 0));
       if ((w & (claimed | waiting)) != 0) [[unlikely]] {
         if ((w & claimed) != 0) return false;
         return publish_to_waiter(next);
