@@ -145,7 +145,7 @@ class state_base : public continuation {
   static constexpr std::uintptr_t ready = 2;
   static constexpr std::uintptr_t consumed = 4;
   static constexpr std::uintptr_t waiting = 8;
-  // A driven state whose driver keeps it alive in the word rather than in counts_ (see "Drivers" above).
+  // A link or a coroutine whose driver keeps it alive in the word rather than in counts_ (see "drivers" below).
   static constexpr std::uintptr_t driving = std::uintptr_t{1} << 63;   // the driver has not finished
   static constexpr std::uintptr_t orphaned = std::uintptr_t{1} << 62;  // every owner left while it was driving
   static constexpr std::uintptr_t flag_mask = 15 | driving | orphaned;
@@ -289,7 +289,7 @@ class state_base : public continuation {
   // when both the owners in counts_ and the driver are gone, by whichever leaves second:
   //   - an owner that brings counts_ to zero while `driving` is set sets `orphaned` (fetch_or) and, if `driving`
   //     was still set in what that RMW read, leaves the state to the driver (last_owner_may_free());
-  //   - a driver whose clearing RMW reads `orphaned` frees it (driver_left_last()).
+  //   - a driver whose clearing RMW reads `orphaned` frees it (publish_written(), end_driving()).
   // The two RMWs are ordered on the word, so exactly one side sees the other's bit. While `driving` is set nobody
   // writes the word with a plain store (sole owners check the bit, and publish() uses an RMW), so no store can lose
   // the driver's clearing of the bit. A driver publishing to a blocked waiter (`waiting`) keeps the bit until it
