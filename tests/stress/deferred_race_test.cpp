@@ -495,11 +495,13 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
-TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
-  const long rounds = scaled_rounds(300'000);
+// One thread fires a root with the round's number while another get()s `watch(root)`, a deferred the fire leads to
+// (the root itself, a link on it, a coroutine awaiting it), then drops it: every get() returns the number plus
+// `added`, and all that was allocated is freed.
+void fire_racing_get(long rounds, const std::function<deferred<long>(const deferred<long>&)>& watch, long added) {
   long wrong_values = 0;
-  std::optional<deferred<long>> producer;
-  std::optional<deferred<long>> waiter;
+  std::optional<deferred<long>> root;
+  std::optional<deferred<long>> watched;
   long round = 0;
   leak_check leaks;
 
@@ -507,23 +509,29 @@ TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
       rounds,
       [&](long r) {
         deferred<long> d;
+        watched = watch(d);
+        root = std::move(d);
         round = r;
-        producer = d;
-        waiter = std::move(d);
       },
       {[&] {
-         producer->callback(round);
-         producer.reset();
+         root->callback(round);
+         root.reset();
        },
        [&] {
-         if (waiter->get() != round) ++wrong_values;
-         waiter.reset();
+         // May block in wait(); the getter may drop the last handle as soon as it is awake.
+         if (watched->get() != round + added) ++wrong_values;
+         watched.reset();
        }},
       [](long) {});
   leaks.stop();
 
   EXPECT_EQ(wrong_values, 0);
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+TEST(DeferredRaceTest, FireRacingGetReturnsTheValue) {
+  fire_racing_get(
+      scaled_rounds(300'000), [](const deferred<long>& d) { return d; }, 0);
 }
 
 TEST(DeferredRaceTest, FireRacingWaitForWakesTheWaiter) {
@@ -597,29 +605,29 @@ TEST(DeferredRaceTest, DroppingLastProducerHandleRacingContinueBreaksTheChainOnc
 // handle) comes second. Each test below makes those two race; the leak check and the sanitizer lanes see a state
 // freed twice, never, or while the other side still uses it.
 
-TEST(DeferredRaceTest, FireRacingTheDropOfALinksLastHandleRunsItOnceAndFreesItOnce) {
-  const long rounds = scaled_rounds(300'000);
+// One thread fires a root while another drops the last handle of `watch(root, ran)`, a link or a coroutine that
+// counts in `ran` when it runs: before it runs (orphaned: its driver frees it), while it runs, or after. Each
+// round it runs exactly once, and all that was allocated is freed.
+void fire_racing_drop(long rounds,
+                      const std::function<deferred<int>(const deferred<int>&, std::atomic<long>&)>& watch) {
   std::atomic<long> ran{0};
   long incoherent_rounds = 0;
   std::optional<deferred<int>> root;
-  std::optional<deferred<int>> link;
+  std::optional<deferred<int>> watched;
   leak_check leaks;
 
   run_rounds(
       rounds,
       [&](long) {
         deferred<int> d;
-        link = d.add_callback([&ran](int v) {
-          ran.fetch_add(1, std::memory_order_relaxed);
-          return v + 1;
-        });
+        watched = watch(d, ran);
         root = std::move(d);
       },
       {[&] {
          root->callback(1);
          root.reset();
        },
-       [&] { link.reset(); }},  // before the link runs (orphaned: the driver frees it), during, or after
+       [&] { watched.reset(); }},
       [&](long r) {
         if (ran.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
       });
@@ -630,37 +638,19 @@ TEST(DeferredRaceTest, FireRacingTheDropOfALinksLastHandleRunsItOnceAndFreesItOn
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
+TEST(DeferredRaceTest, FireRacingTheDropOfALinksLastHandleRunsItOnceAndFreesItOnce) {
+  fire_racing_drop(scaled_rounds(300'000), [](const deferred<int>& d, std::atomic<long>& ran) {
+    return d.add_callback([&ran](int v) {
+      ran.fetch_add(1, std::memory_order_relaxed);
+      return v + 1;
+    });
+  });
+}
+
 TEST(DeferredRaceTest, FireRacingGetOfALinkWakesTheGetterAndFreesTheLinkOnce) {
-  const long rounds = scaled_rounds(200'000);
-  long wrong_values = 0;
-  std::optional<deferred<long>> root;
-  std::optional<deferred<long>> link;
-  long round = 0;
-  leak_check leaks;
-
-  run_rounds(
-      rounds,
-      [&](long r) {
-        deferred<long> d;
-        link = d.add_callback([](long v) { return v + 1; });
-        root = std::move(d);
-        round = r;
-      },
-      {[&] {
-         root->callback(round);
-         root.reset();
-       },
-       [&] {
-         // May block in wait(): the driver then wakes it before it leaves, and the getter may drop the last
-         // handle as soon as it is awake.
-         if (link->get() != round + 1) ++wrong_values;
-         link.reset();
-       }},
-      [](long) {});
-  leaks.stop();
-
-  EXPECT_EQ(wrong_values, 0);
-  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+  // The driver wakes a getter blocked in wait() before it leaves.
+  fire_racing_get(
+      scaled_rounds(200'000), [](const deferred<long>& d) { return d.add_callback([](long v) { return v + 1; }); }, 1);
 }
 
 TEST(DeferredRaceTest, FireRacingCancelAndDropOfALinkGivesOneOutcomeAndFreesItOnce) {
@@ -725,65 +715,17 @@ deferred<int> add_one_after(deferred<int> d, std::atomic<long>& ran) {
   co_return v + 1;
 }
 
+deferred<long> add_one_after(deferred<long> d) { co_return co_await d + 1; }
+
 TEST(DeferredRaceTest, FireRacingTheDropOfASuspendedCoroutinesLastHandleFinishesItAndFreesItOnce) {
-  const long rounds = scaled_rounds(300'000);
-  std::atomic<long> ran{0};
-  long incoherent_rounds = 0;
-  std::optional<deferred<int>> root;
-  std::optional<deferred<int>> coroutine;
-  leak_check leaks;
-
-  run_rounds(
-      rounds,
-      [&](long) {
-        deferred<int> d;
-        coroutine = add_one_after(d, ran);  // suspended on d
-        root = std::move(d);
-      },
-      {[&] {
-         root->callback(1);  // resumes the coroutine here, to its end
-         root.reset();
-       },
-       [&] { coroutine.reset(); }},
-      [&](long r) {
-        if (ran.load(std::memory_order_relaxed) != r + 1) ++incoherent_rounds;
-      });
-  leaks.stop();
-
-  EXPECT_EQ(ran.load(), rounds);
-  EXPECT_EQ(incoherent_rounds, 0);
-  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+  // The fire resumes the coroutine on its thread, to its end.
+  fire_racing_drop(scaled_rounds(300'000),
+                   [](const deferred<int>& d, std::atomic<long>& ran) { return add_one_after(d, ran); });
 }
 
 TEST(DeferredRaceTest, FireRacingGetOfACoroutineWakesTheGetterAndFreesItOnce) {
-  const long rounds = scaled_rounds(200'000);
-  std::atomic<long> ran{0};
-  long wrong_values = 0;
-  std::optional<deferred<int>> root;
-  std::optional<deferred<int>> coroutine;
-  leak_check leaks;
-
-  run_rounds(
-      rounds,
-      [&](long) {
-        deferred<int> d;
-        coroutine = add_one_after(d, ran);
-        root = std::move(d);
-      },
-      {[&] {
-         root->callback(41);
-         root.reset();
-       },
-       [&] {
-         if (coroutine->get() != 42) ++wrong_values;
-         coroutine.reset();
-       }},
-      [](long) {});
-  leaks.stop();
-
-  EXPECT_EQ(wrong_values, 0);
-  EXPECT_EQ(ran.load(), rounds);
-  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+  fire_racing_get(
+      scaled_rounds(200'000), [](const deferred<long>& d) { return add_one_after(d); }, 1);
 }
 
 }  // namespace
