@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
 
 #include "anydefer/deferred.hpp"
 #include "support/counting_new.hpp"
@@ -209,6 +210,26 @@ TEST(DeferredMemoryTest, LinkReleasesItsCallbackAfterItRuns) {
 
   EXPECT_EQ(next.get(), 2);
   EXPECT_TRUE(watch.expired()) << "the link still owns its callback (and its captures) after running it";
+}
+
+// A link added after the fire has run before add_callback returns: it never reads its upstream again, so it does not
+// keep it (and its value) alive. Whether the caller's handle was the upstream's only owner or not.
+TEST(DeferredMemoryTest, LinkAddedAfterTheFireLetsGoOfItsUpstreamOnceRun) {
+  for (const bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "another handle on the upstream" : "one handle on the upstream");
+    auto value = std::make_shared<int>(41);
+    std::weak_ptr<int> watch = value;
+    auto up = std::make_unique<deferred<std::shared_ptr<int>>>(anydefer::succeed(std::move(value)));
+    std::optional<deferred<std::shared_ptr<int>>> other;
+    if (shared) other.emplace(*up);
+    // By const reference: the upstream's value stays in its state until the state is freed.
+    deferred<int> next = up->add_callback([](const std::shared_ptr<int>& v) { return *v + 1; });
+    up.reset();
+    other.reset();
+
+    EXPECT_TRUE(watch.expired()) << "the link still holds its fired upstream after running";
+    EXPECT_EQ(next.get(), 42);
+  }
 }
 
 TEST(DeferredMemoryTest, DroppingUnfiredChainFreesEveryState) {

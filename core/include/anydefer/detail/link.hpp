@@ -60,7 +60,8 @@ struct invoke_with_value<void, F> {
 
 // The direct path of a handler that returns a plain value (not a deferred): it reads the upstream's result in
 // place and writes its own into the link's state, with no result<T> or outcome<U> in between. `direct` says
-// whether a handler has it; the others go through operator() and an outcome.
+// whether a handler has it; the others go through operator() and an outcome. Each produce() is forced inline: a
+// link calls it from two places (on_ready(), run_attached_to_fired()), where GCC would otherwise call it.
 template <class R>
 inline constexpr bool returns_plain_value = !unwrap_deferred<std::remove_cvref_t<R>>::is_deferred;
 
@@ -103,7 +104,7 @@ struct value_handler {
     }
   }
   // `up` is null for a submitted task, which starts from nothing.
-  void produce(state<U>& out, state<T>* up) noexcept {
+  [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
     if (up != nullptr && up->holds_failure()) {
       out.store_failure(up->take_error());
     } else if constexpr (std::is_void_v<T>) {
@@ -156,7 +157,7 @@ struct failure_handler {
     if (r.has_failure()) return invoke_to_outcome<T>(on_failure, failure(r.error()));
     return outcome<T>(std::in_place_index<0>, std::move(r));
   }
-  void produce(state<T>& out, state<T>* up) noexcept {
+  [[gnu::always_inline]] void produce(state<T>& out, state<T>* up) noexcept {
     if (up->holds_failure()) {
       invoke_into(out, on_failure, failure(up->take_error()));
     } else {
@@ -180,7 +181,7 @@ struct value_or_failure_handler {
       return invoke_to_outcome<U>(on_value, std::move(r).value());
     }
   }
-  void produce(state<U>& out, state<T>* up) noexcept {
+  [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
     if (up->holds_failure()) {
       invoke_into(out, on_failure, failure(up->take_error()));
     } else if constexpr (std::is_void_v<T>) {
@@ -197,7 +198,9 @@ struct result_handler {
   F on_result;
   static constexpr bool direct = returns_plain_value<std::invoke_result_t<F&, result<T>&&>>;
   outcome<U> operator()(result<T>&& r) noexcept { return invoke_to_outcome<U>(on_result, std::move(r)); }
-  void produce(state<U>& out, state<T>* up) noexcept { invoke_into(out, on_result, up->take_result()); }
+  [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
+    invoke_into(out, on_result, up->take_result());
+  }
 };
 
 // Set while a task of ours is being handed to an executor, so that an executor that runs or rejects it inline
@@ -326,6 +329,28 @@ class link final : public state<U>, public link_task<Scheduled> {
       return schedule();
     } else {
       return run_handler();
+    }
+  }
+
+  // Runs a link that found its upstream's result there when it was attached (ready_now) while its one handle is
+  // still with the caller of add_*(): nobody else can reach it yet, so a handler that returns a plain value
+  // publishes with a plain store, and the link lets go of its upstream at once (it will never read it again;
+  // never the last reference: the caller's handle holds one), without an RMW if the caller's handle was the
+  // upstream's only owner (`upstream_was_sole`). Others take the general path.
+  step run_attached_to_fired([[maybe_unused]] bool upstream_was_sole) noexcept {
+    if constexpr (!Scheduled && Handler::direct) {
+      awaited_.store(nullptr, std::memory_order_relaxed);
+      handler_.get().produce(*this, upstream_);
+      handler_.drop();
+      this->publish_unshared();
+      if (upstream_was_sole) {
+        std::exchange(upstream_, nullptr)->drop_ref_beside_sole_handle();
+      } else {
+        state_base::release(std::exchange(upstream_, nullptr));
+      }
+      return {};
+    } else {
+      return on_ready(*upstream_);
     }
   }
 

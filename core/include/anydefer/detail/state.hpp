@@ -45,11 +45,12 @@
 // Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
 // so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
-// it is freed itself, and of the inner deferred as soon as it has taken its result, unless a cancel() walk is in
-// progress anywhere (then when it is freed): see cancel_walks below. A link or a coroutine also keeps itself
-// alive from creation until it publishes its result, with the `driving` bit rather than a count, so a chain
-// whose handles were all dropped still runs and the driver's publishing RMW is also its release. Release is
-// iterative (a million-link chain is freed in constant stack).
+// it is freed itself (one added after its upstream fired, as soon as it has run, before anyone else could reach
+// it: no walk can be looking), and of the inner deferred as soon as it has taken its result, unless a cancel() walk is
+// in progress anywhere (then when it is freed): see cancel_walks below. A link or a coroutine also keeps itself alive
+// from creation until it publishes its result, with the `driving` bit rather than a count, so a chain whose handles
+// were all dropped still runs and the driver's publishing RMW is also its release. Release is iterative (a million-link
+// chain is freed in constant stack).
 //
 // Sole owner: every thread that touches a state holds a counted reference (or handle), with three exceptions. A
 // driver holds its state with the `driving` bit. The cancel() borrowers of a coroutine's awaiting_slot
@@ -99,8 +100,8 @@ class state_base;
 // comes with a returned deferred it waited on, never with a plain value, and only walks past a first hop
 // announce themselves. (A split fence, membarrier on the walk's side, would cost every such cancel() a system
 // call that interrupts every CPU running the process: microseconds, tens of them on a VM with busy threads.)
-// Upstreams are not let go of early: a chain's length is what its code wrote, and letting go would cost every
-// link that fence. A line of its own: walks write it.
+// Upstreams are not let go of early (but by a link that ran while nobody else could reach it): a chain's length
+// is what its code wrote, and letting go would cost every link that fence. A line of its own: walks write it.
 struct alignas(64) cancel_walk_count {
   std::atomic<std::uint32_t> walks{0};
 };
@@ -218,6 +219,13 @@ class state_base : public continuation {
   // state alive; no data is published by taking a reference.
   void add_ref() noexcept { add_counts(one_ref); }
   void add_handle() noexcept { add_counts(handle_unit); }
+  // Drops a reference that the caller took, on this thread, beside a handle that was the only owner
+  // (sole_handle_counted()): nobody else can change the count, which holds just those two. A plain store.
+  void drop_ref_beside_sole_handle() noexcept {
+    ANYDEFER_ASSERT(counts_.load(std::memory_order_relaxed) == handle_unit + one_ref);
+    counts_.store(handle_unit, std::memory_order_relaxed);
+  }
+
   // For awaiting_slot::end() only: cancel() borrowers may be inside this state without a reference of their own
   // (a canceller's try_add_handle() among them), so the sole-owner shortcut does not apply.
   void add_ref_racing_borrowers() noexcept { counts_.fetch_add(one_ref, std::memory_order_relaxed); }
@@ -455,6 +463,14 @@ class state_base : public continuation {
     return true;
   }
 
+  // publish_quietly_if_unshared() for a caller that knows the state is unshared (its one handle not handed out,
+  // no consumer, no waiter) and that its result is written.
+  void publish_unshared() noexcept {
+    ANYDEFER_ASSERT(counts_.load(std::memory_order_relaxed) == handle_unit &&
+                    word_.load(std::memory_order_relaxed) == driving);
+    word_.store(claimed | ready, std::memory_order_relaxed);  // and the driver leaves
+  }
+
   // cancel() reached a driven state waiting on nothing unfired: it fails with cancelled_error now, and what its
   // driver produces later finds it claimed and is dropped. The failure is a flag, not a write to result_, which
   // the driver may be writing at this very moment (publish_written()).
@@ -488,9 +504,7 @@ class state_base : public continuation {
   // Forced inline, as is take_value(): the fired co_await's path, which GCC leaves out of line in a large
   // (recursive) coroutine, where the call cost as much as the work (about 13 instructions per fib call in B5).
   [[gnu::always_inline]] readiness consume_if_fired_and_sole() noexcept {
-    if (counts_.load(std::memory_order_acquire) != handle_unit) {
-      return is_ready() ? readiness::ready : readiness::not_ready;
-    }
+    if (!sole_handle_counted()) return is_ready() ? readiness::ready : readiness::not_ready;
     // acquire: see sole_handle_counted(). Exactly "fired, not consumed, no consumer, no waiter" also says that
     // no driver runs it.
     const std::uintptr_t w = word_.load(std::memory_order_acquire);
