@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -323,6 +324,29 @@ TEST(DeferredExecutorTest, CancellingQueuedLinkFailsItAndSkipsTheCallback) {
 
   EXPECT_FALSE(ran);
   EXPECT_THROW(next.get(), anydefer::cancelled_error);
+}
+
+TEST(DeferredExecutorTest, CancellingQueuedLinkDropsTheUpstreamsResultUnseen) {
+  // The link took the upstream's result when its task was queued: a cancel() that wins frees it when the task
+  // comes round, although the upstream's own handle lives on.
+  manual_executor ex;
+  auto value = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = value;
+  deferred<std::shared_ptr<int>> d;
+  bool ran = false;
+  auto next = d.add_callback(ex, [&](const std::shared_ptr<int>& v) {
+    ran = true;
+    return *v;
+  });
+  d.callback(std::move(value));
+
+  next.cancel();
+  ex.run_all();
+
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(watch.expired()) << "the cancelled link's input outlives its run";
+  EXPECT_THROW(next.get(), anydefer::cancelled_error);
+  EXPECT_TRUE(d.fired());
 }
 
 // --- submit -------------------------------------------------------------------------------------------------

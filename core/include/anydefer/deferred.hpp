@@ -410,7 +410,7 @@ auto maybe_deferred(F&& f, A&&... args) -> deferred<detail::unwrap_deferred_t<st
 template <class F>
 auto submit(executor_ref ex, F&& f, std::source_location loc = std::source_location::current()) {
   using U = detail::unwrap_deferred_t<std::invoke_result_t<std::decay_t<F>&>>;
-  using link_t = detail::link<void, U, detail::value_handler<void, U, std::decay_t<F>>, true>;
+  using link_t = detail::link<void, U, detail::value_handler<void, U, std::decay_t<F>>, true, false>;
   auto* l = new link_t(nullptr, ex, detail::value_handler<void, U, std::decay_t<F>>{std::forward<F>(f)}, loc);
   deferred<U> out = detail::access::adopt<U>(l);
   detail::run_continuations(l->start());
