@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <optional>
 
 #include "anydefer/deferred.hpp"
 #include "support/counting_new.hpp"
@@ -220,8 +219,8 @@ TEST(DeferredMemoryTest, LinkAddedAfterTheFireLetsGoOfItsUpstreamOnceRun) {
     auto value = std::make_shared<int>(41);
     std::weak_ptr<int> watch = value;
     auto up = std::make_unique<deferred<std::shared_ptr<int>>>(anydefer::succeed(std::move(value)));
-    std::optional<deferred<std::shared_ptr<int>>> other;
-    if (shared) other.emplace(*up);
+    std::unique_ptr<deferred<std::shared_ptr<int>>> other;
+    if (shared) other = std::make_unique<deferred<std::shared_ptr<int>>>(*up);
     // By const reference: the upstream's value stays in its state until the state is freed.
     deferred<int> next = up->add_callback([](const std::shared_ptr<int>& v) { return *v + 1; });
     up.reset();
