@@ -208,6 +208,8 @@ class deferred_awaiter {
   static constexpr std::uint8_t holds_ref = 2;          // holds a reference instead (while suspended on it)
   static constexpr std::uint8_t attached = 4;           // the result is ours to take (a consumer was attached)
   static constexpr std::uint8_t already_continued = 8;  // another consumer had it: await_resume throws
+  static constexpr std::uint8_t consumed_alone = 16;    // with owns_handle: await_ready() consumed it as the sole
+                                                        // owner, so the destructor frees it unchecked
 
  public:
   // The state stays alive through a handle for as long as the awaiter reads it: the awaited lvalue's (the
@@ -222,7 +224,11 @@ class deferred_awaiter {
   // large for GCC to inline these otherwise, and the calls cost as much as the work.
   [[gnu::always_inline]] ~deferred_awaiter() {
     if ((flags_ & (owns_handle | holds_ref)) == 0) return;
-    if ((flags_ & owns_handle) != 0) state_->drop_handle();
+    if ((flags_ & consumed_alone) != 0) {
+      state_base::destroy_consumed_by_sole_owner(state_);
+    } else if ((flags_ & owns_handle) != 0) {
+      state_->drop_handle();
+    }
     if ((flags_ & holds_ref) != 0) state_base::release(state_);
   }
 
@@ -234,7 +240,8 @@ class deferred_awaiter {
     const std::uint8_t flags = flags_;
     switch (state_->consume_if_fired_and_sole()) {
       case state_base::readiness::consumed_now:
-        flags_ = static_cast<std::uint8_t>(flags | attached);
+        // Nobody else can reach the state now: if the handle is ours, nothing changes until we free it.
+        flags_ = static_cast<std::uint8_t>(flags | attached | ((flags & owns_handle) != 0 ? consumed_alone : 0));
         return true;
       case state_base::readiness::ready:
         return true;

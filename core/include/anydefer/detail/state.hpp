@@ -279,6 +279,16 @@ class state_base : public continuation {
     if (dead != nullptr) destroy_queued(dead);
   }
 
+  // Frees a state that the caller's one handle owned alone, with no driver, and whose result it consumed as the
+  // sole owner (consume_if_fired_and_sole()): drop_handle() without the checks, whose answers the caller knows.
+  static void destroy_consumed_by_sole_owner(state_base* s) noexcept {
+    ANYDEFER_ASSERT(s->counts_.load(std::memory_order_relaxed) == handle_unit &&
+                    s->word_.load(std::memory_order_relaxed) == (claimed | ready | consumed));
+    state_base* dead = nullptr;
+    s->dispose(dead);
+    if (dead != nullptr) destroy_queued(dead);
+  }
+
  private:
   // Frees the states queued on `dead` (linked by their dead words) and what they let go of in turn.
   static void destroy_queued(state_base* dead) noexcept;
