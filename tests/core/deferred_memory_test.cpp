@@ -231,6 +231,43 @@ TEST(DeferredMemoryTest, LinkAddedAfterTheFireLetsGoOfItsUpstreamOnceRun) {
   }
 }
 
+// A callback that runs at once (its deferred had fired) may copy, or drop, the very handle add_callback() was called
+// on: the upstream's count is then not what add_callback() saw before the callback ran. Nothing is freed twice or
+// kept for ever.
+TEST(DeferredMemoryTest, CallbackRunAtOnceMayCopyTheHandleItWasAddedThrough) {
+  allocation_counter counter;
+  {
+    auto d = std::make_unique<deferred<int>>(anydefer::succeed(1));
+    std::unique_ptr<deferred<int>> kept;
+    deferred<int> next = d->add_callback([&](int v) {
+      kept = std::make_unique<deferred<int>>(*d);
+      return v + 1;
+    });
+    d.reset();
+
+    EXPECT_TRUE(kept->fired());
+    EXPECT_EQ(next.get(), 2);
+  }
+  counter.stop();
+  EXPECT_EQ(counter.allocations(), counter.deallocations());
+}
+
+TEST(DeferredMemoryTest, CallbackRunAtOnceMayDropTheHandleItWasAddedThrough) {
+  allocation_counter counter;
+  {
+    deferred<int> d = anydefer::succeed(1);
+    deferred<int> next = d.add_callback([&](int v) {
+      d = anydefer::succeed(10);
+      return v + 1;
+    });
+
+    EXPECT_EQ(next.get(), 2);
+    EXPECT_EQ(d.get(), 10);
+  }
+  counter.stop();
+  EXPECT_EQ(counter.allocations(), counter.deallocations());
+}
+
 TEST(DeferredMemoryTest, DroppingUnfiredChainFreesEveryState) {
   allocation_counter counter;
 

@@ -345,7 +345,7 @@ class deferred {
       case detail::state_base::attach_result::attached:
         break;
       case detail::state_base::attach_result::ready_now:
-        detail::run_continuations(l->run_attached_to_fired(sole));
+        detail::run_continuations(l->run_attached_to_fired());
         break;
       case detail::state_base::attach_result::already_continued:
         l->discard_unstarted();

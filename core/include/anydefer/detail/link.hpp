@@ -61,7 +61,7 @@ struct invoke_with_value<void, F> {
 // The direct path of a handler that returns a plain value (not a deferred): it reads the upstream's result in
 // place and writes its own into the link's state, with no result<T> or outcome<U> in between. `direct` says
 // whether a handler has it; the others go through operator() and an outcome. Each produce() is forced inline: a
-// link calls it from two places (on_ready(), run_attached_to_fired()), where GCC would otherwise call it.
+// link calls it from two places (run_handler(), run_attached_to_fired()), where GCC would otherwise call it.
 template <class R>
 inline constexpr bool returns_plain_value = !unwrap_deferred<std::remove_cvref_t<R>>::is_deferred;
 
@@ -302,9 +302,15 @@ struct link_task<true> : task {
   bool bound = false;
 };
 
+// Whether a scheduled link may take its upstream's result into itself when it is queued (stage_input()): only if
+// the move cannot throw, since on_ready() could not fail the link with what it threw. A T whose move may throw is
+// read in place on the executor's thread, where the handler's path catches it.
+template <class T>
+inline constexpr bool stages_input = std::is_void_v<T> || std::is_nothrow_move_constructible_v<T>;
+
 // `Staged`: a scheduled link with an upstream takes the upstream's result into itself before its task is queued
 // (stage_input()); submit()'s, which starts from nothing, does not carry the room for it.
-template <class T, class U, class Handler, bool Scheduled, bool Staged = Scheduled>
+template <class T, class U, class Handler, bool Scheduled, bool Staged = Scheduled&& stages_input<T>>
 class link final : public state<U>, public link_task<Scheduled> {
  public:
   // `upstream` may be null only for T = void: a submitted task that starts from nothing.
@@ -337,20 +343,16 @@ class link final : public state<U>, public link_task<Scheduled> {
 
   // Runs a link that found its upstream's result there when it was attached (ready_now) while its one handle is
   // still with the caller of add_*(): nobody else can reach it yet, so a handler that returns a plain value
-  // publishes with a plain store, and the link lets go of its upstream at once (it will never read it again;
-  // never the last reference: the caller's handle holds one), without an RMW if the caller's handle was the
-  // upstream's only owner (`upstream_was_sole`). Others take the general path.
-  step run_attached_to_fired([[maybe_unused]] bool upstream_was_sole) noexcept {
+  // publishes with a plain store, and the link lets go of its upstream at once (it will never read it again).
+  // That release is a counted one: the handler may have copied, dropped or moved away the caller's handle on the
+  // upstream, so what this thread saw of the count before it ran no longer holds. Others take the general path.
+  step run_attached_to_fired() noexcept {
     if constexpr (!Scheduled && Handler::direct) {
       awaited_.store(nullptr, std::memory_order_relaxed);
       handler_.get().produce(*this, upstream_);
       handler_.drop();
       this->publish_unshared();
-      if (upstream_was_sole) {
-        std::exchange(upstream_, nullptr)->drop_ref_beside_sole_handle();
-      } else {
-        state_base::release(std::exchange(upstream_, nullptr));
-      }
+      state_base::release(std::exchange(upstream_, nullptr));
       return {};
     } else {
       return on_ready(*upstream_);
@@ -390,20 +392,18 @@ class link final : public state<U>, public link_task<Scheduled> {
 
   // A scheduled link takes its upstream's result into itself on the thread that published it, before handing its
   // task to the executor: the executor's thread then reads the link alone, not the upstream, which was written on
-  // the publishing thread (a cache line fewer to fetch across cores on each hop: B7).
-  void stage_input() noexcept requires(Staged) {
-    try {
-      staged_.emplace(upstream_->take_result());
-    } catch (...) {  // T's move constructor threw
-      staged_.emplace(failure(std::current_exception()));
-    }
+  // the publishing thread (a cache line fewer to fetch across cores on each hop: B7). Only for a T whose move
+  // cannot throw (stages_input).
+  void stage_input() noexcept requires(Staged) { staged_.emplace(upstream_->take_result()); }
+  void drop_staged() noexcept {
+    if constexpr (Staged) staged_.reset();
   }
 
   step run_handler() noexcept {
     // A link cancelled while its upstream's result was on its way (or queued on an executor) already failed with
     // cancelled_error: the upstream's result is dropped unseen and the handler does not run.
     if (this->is_claimed()) {
-      if constexpr (Staged) staged_.reset();
+      drop_staged();
       return finish_discarded();
     }
     if constexpr (Staged) {
@@ -525,7 +525,10 @@ class link final : public state<U>, public link_task<Scheduled> {
     const settled_inline settled = execute_noting_inline(this->executor, *this, rejection);
     if (settled != settled_inline::no) this->unbind();  // settled inline: the executor is done with us
     if (settled == settled_inline::ran) return run_handler();
-    if (settled == settled_inline::rejected) return finish(failure(std::move(rejection)));
+    if (settled == settled_inline::rejected) {
+      drop_staged();
+      return finish(failure(std::move(rejection)));
+    }
     return {};  // the executor will run or reject us later, elsewhere
   }
 
@@ -542,6 +545,7 @@ class link final : public state<U>, public link_task<Scheduled> {
     if (noted_inline_reject(t, why)) return;
     link& self = from_task(t);
     self.unbind();
+    self.drop_staged();
     run_continuations(self.finish(failure(std::move(why))));
   }
   static constexpr task::operations task_operations{&run_task, &reject_task};

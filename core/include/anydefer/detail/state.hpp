@@ -40,7 +40,8 @@
 //     checks that flag first. A driver that finds the state claimed drops what it wrote. Other driven states
 //     (timers, Asio operations, combinators, split()) claim first, like a root.
 //   - a coroutine whose deferred nobody else can reach yet (it never suspended: its handle is still inside the
-//     call that created it) publishes with plain stores, as fork() does for a child nobody else saw.
+//     call that created it) publishes with plain stores, as fork() does for a child nobody else saw, and so does
+//     a link attached to a fired upstream, which runs before its handle leaves add_*().
 //
 // Lifetime: `counts_` counts deferred handles and references in one word (each handle holds a reference). Every
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
@@ -219,13 +220,6 @@ class state_base : public continuation {
   // state alive; no data is published by taking a reference.
   void add_ref() noexcept { add_counts(one_ref); }
   void add_handle() noexcept { add_counts(handle_unit); }
-  // Drops a reference that the caller took, on this thread, beside a handle that was the only owner
-  // (sole_handle_counted()): nobody else can change the count, which holds just those two. A plain store.
-  void drop_ref_beside_sole_handle() noexcept {
-    ANYDEFER_ASSERT(counts_.load(std::memory_order_relaxed) == handle_unit + one_ref);
-    counts_.store(handle_unit, std::memory_order_relaxed);
-  }
-
   // For awaiting_slot::end() only: cancel() borrowers may be inside this state without a reference of their own
   // (a canceller's try_add_handle() among them), so the sole-owner shortcut does not apply.
   void add_ref_racing_borrowers() noexcept { counts_.fetch_add(one_ref, std::memory_order_relaxed); }
