@@ -85,6 +85,16 @@ TEST_P(RespServer, SetAndGetWithTheirOptions) {
   const std::string binary("a\0\r\nb", 5);
   EXPECT_EQ(c.call({"SET", "bin", binary}).text, "OK");
   EXPECT_EQ(c.call({"GET", "bin"}).text, binary);
+  // Binary-safe keys, the empty one among them, each apart from its prefixes.
+  EXPECT_EQ(c.call({"SET", "", "empty"}).text, "OK");
+  EXPECT_EQ(c.call({"SET", binary, "binary"}).text, "OK");
+  EXPECT_EQ(c.call({"SET", std::string("a\0", 2), "a0"}).text, "OK");
+  EXPECT_EQ(c.call({"GET", ""}).text, "empty");
+  EXPECT_EQ(c.call({"GET", binary}).text, "binary");
+  EXPECT_EQ(c.call({"GET", std::string("a\0", 2)}).text, "a0");
+  EXPECT_TRUE(c.call({"GET", "a"}).is_null());
+  EXPECT_EQ(c.call({"DEL", ""}).number, 1);
+  EXPECT_TRUE(c.call({"GET", ""}).is_null());
 }
 
 TEST_P(RespServer, ExpiryByExPxAndExpireAndTtl) {
@@ -195,7 +205,11 @@ TEST_P(RespServer, KeysStayWhereTheyAreFoundWhileTheTableGrows) {
   client c(server_.local_endpoint());
   constexpr int n = 60'000;
   constexpr int batch = 500;
-  const auto key = [](int i) { return "grow:" + std::to_string(i); };
+  // Keys of 6 to 106 bytes, some sharing long prefixes: the table keeps a key's bytes with its node, so lengths
+  // on both sides of std::string's inline capacity (15) are compared in full.
+  const auto key = [](int i) {
+    return "grow:" + std::string(static_cast<std::size_t>(i % 97), 'k') + std::to_string(i);
+  };
   std::vector<std::optional<std::string>> model(n);
   for (int from = 0; from < n; from += batch) {
     std::string requests;
