@@ -310,7 +310,7 @@ inline constexpr bool stages_input = std::is_void_v<T> || std::is_nothrow_move_c
 
 // `Staged`: a scheduled link with an upstream takes the upstream's result into itself before its task is queued
 // (stage_input()); submit()'s, which starts from nothing, does not carry the room for it.
-template <class T, class U, class Handler, bool Scheduled, bool Staged = Scheduled&& stages_input<T>>
+template <class T, class U, class Handler, bool Scheduled, bool Staged = (Scheduled && stages_input<T>)>
 class link final : public state<U>, public link_task<Scheduled> {
  public:
   // `upstream` may be null only for T = void: a submitted task that starts from nothing.

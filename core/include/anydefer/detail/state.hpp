@@ -268,9 +268,7 @@ class state_base : public continuation {
     std::uintptr_t w = 0;
     if (!s->last_owner_may_free(w)) return;
     s->report_if_unhandled(w);
-    state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
-    s->dispose(dead);
-    if (dead != nullptr) destroy_queued(dead);
+    dispose_with_what_it_held(s);
   }
 
   // Frees a state that the caller's one handle owned alone, with no driver, and whose result it consumed as the
@@ -278,12 +276,16 @@ class state_base : public continuation {
   static void destroy_consumed_by_sole_owner(state_base* s) noexcept {
     ANYDEFER_ASSERT(s->counts_.load(std::memory_order_relaxed) == handle_unit &&
                     s->word_.load(std::memory_order_relaxed) == (claimed | ready | consumed));
-    state_base* dead = nullptr;
-    s->dispose(dead);
-    if (dead != nullptr) destroy_queued(dead);
+    dispose_with_what_it_held(s);
   }
 
  private:
+  // Frees s, then, iteratively, the states it held and was the last to let go of.
+  static void dispose_with_what_it_held(state_base* s) noexcept {
+    state_base* dead = nullptr;  // what the freed states held and let go of last, linked by their dead words
+    s->dispose(dead);
+    if (dead != nullptr) destroy_queued(dead);
+  }
   // Frees the states queued on `dead` (linked by their dead words) and what they let go of in turn.
   static void destroy_queued(state_base* dead) noexcept;
   // The slow halves of drop_handle() and consume_for_get(), out of line: other owners exist.
@@ -463,7 +465,7 @@ class state_base : public continuation {
     // relaxed: by the caller's precondition nothing else writes these words now.
     if (counts_.load(std::memory_order_relaxed) != handle_unit) return false;
     if (word_.load(std::memory_order_relaxed) != driving) return false;
-    word_.store(claimed | ready, std::memory_order_relaxed);  // and the driver leaves
+    publish_unshared();
     return true;
   }
 
