@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 
+#include "anydefer/coroutine.hpp"
 #include "anydefer/deferred.hpp"
 #include "support/counting_new.hpp"
 
@@ -298,6 +299,66 @@ TEST(DeferredMemoryTest, LinkLetsGoOfTheChainItsCallbackReturnedOnceItHasItsResu
   EXPECT_EQ(result.get(), 101);
   // Left: io's state and the link behind `result`; the returned chain (101 states) is gone.
   EXPECT_EQ(counter.allocations() - counter.deallocations(), 2);
+}
+
+// --- a coroutine's deferred, awaited -------------------------------------------------------------------------------
+
+deferred<int> answers_at_once(int v) { co_return v; }
+struct child_failed {};  // carries no message: throwing it allocates nothing through operator new
+deferred<int> throws_at_once() {
+  throw child_failed{};
+  co_return 0;
+}
+
+// Awaiting a coroutine's deferred as its only owner frees the child's frame when the co_await ends, value or failure.
+TEST(DeferredMemoryTest, AwaitingACoroutinesOwnDeferredFreesItsFrameWhenTheAwaitEnds) {
+  allocation_counter counter;
+  long freed_after_value = -1;
+  long freed_after_failure = -1;
+  const auto parent = [&]() -> deferred<int> {
+    const int v = co_await answers_at_once(41);
+    freed_after_value = counter.deallocations();
+    try {
+      co_await throws_at_once();
+    } catch (const child_failed&) {
+      freed_after_failure = counter.deallocations();
+    }
+    co_return v + 1;
+  };
+  {
+    deferred<int> d = parent();
+    EXPECT_EQ(d.get(), 42);
+  }
+  counter.stop();
+  EXPECT_EQ(freed_after_value, 1);    // the first child's frame
+  EXPECT_EQ(freed_after_failure, 2);  // the second's, before the handler ran
+  EXPECT_EQ(counter.allocations(), 3);
+  EXPECT_EQ(counter.deallocations(), 3);
+}
+
+// A named deferred keeps the child's frame until the name goes.
+TEST(DeferredMemoryTest, AwaitingANamedCoroutineDeferredKeepsItsFrameUntilTheNameGoes) {
+  allocation_counter counter;
+  long freed_after_await = -1;
+  long freed_after_scope = -1;
+  const auto parent = [&]() -> deferred<int> {
+    int v = 0;
+    {
+      deferred<int> child = answers_at_once(7);
+      v = co_await child;
+      freed_after_await = counter.deallocations();
+    }
+    freed_after_scope = counter.deallocations();
+    co_return v;
+  };
+  {
+    deferred<int> d = parent();
+    EXPECT_EQ(d.get(), 7);
+  }
+  counter.stop();
+  EXPECT_EQ(freed_after_await, 0);
+  EXPECT_EQ(freed_after_scope, 1);
+  EXPECT_EQ(counter.deallocations(), counter.allocations());
 }
 
 }  // namespace

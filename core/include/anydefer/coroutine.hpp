@@ -84,7 +84,7 @@ inline void resume_via_trampoline(queued_resume* node) noexcept {
 }
 
 template <class T>
-class coroutine_state;
+class coroutine_promise;
 
 // Whether a deferred coroutine's handle may have reached another thread. Until the coroutine first truly
 // suspends, its deferred is still inside the call that created it: nobody can consume, wait on or cancel it, so
@@ -225,7 +225,7 @@ class deferred_awaiter {
   [[gnu::always_inline]] ~deferred_awaiter() {
     if ((flags_ & (owns_handle | holds_ref)) == 0) return;
     if ((flags_ & consumed_alone) != 0) {
-      state_base::destroy_consumed_by_sole_owner(state_);
+      destroy_consumed_alone(state_);
     } else if ((flags_ & owns_handle) != 0) {
       state_->drop_handle();
     }
@@ -293,6 +293,17 @@ class deferred_awaiter {
   }
 
  private:
+  // Frees a state that await_ready() consumed as its sole owner: a coroutine's frame at once (its promise holds
+  // nothing more to let go of), any other state through its dispose().
+  [[gnu::always_inline]] static void destroy_consumed_alone(state<U>* s) noexcept {
+    if (s->state_kind() == state_base::kind::coroutine) {
+      state_base::assert_consumed_by_sole_owner(s);
+      std::coroutine_handle<coroutine_promise<U>>::from_promise(static_cast<coroutine_promise<U>&>(*s)).destroy();
+    } else {
+      state_base::destroy_consumed_by_sole_owner(s);
+    }
+  }
+
   // await_suspend() found the result there after all (or another consumer): the coroutine goes on without
   // suspending. Out of line, to keep the suspending path small enough to be inlined.
   template <class P>
@@ -347,7 +358,7 @@ class deferred_awaiter {
 template <class T>
 class coroutine_promise_base : public state<T>, public awaiting_slot, public escape_mark {
  public:
-  coroutine_promise_base() noexcept : state<T>(state_base::kind::driven, std::source_location::current()) {
+  coroutine_promise_base() noexcept : state<T>(state_base::kind::coroutine, std::source_location::current()) {
     // The handle get_return_object() gives out; the running coroutine keeps its state alive until it finishes
     // with `driving`.
     this->start_driving();

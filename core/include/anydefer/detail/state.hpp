@@ -160,8 +160,9 @@ class state_base : public continuation {
   static constexpr std::uint8_t fire_site_noted = 8;     // note_first_fire() recorded where this root first fired
 
   enum class kind : std::uint8_t {
-    root,    // fired by hand: callback()/errback()
-    driven,  // fired by the library: a link, a coroutine, a combinator, a submitted task
+    root,       // fired by hand: callback()/errback()
+    driven,     // fired by the library: a link, a combinator, a submitted task
+    coroutine,  // fired by the library too: a deferred coroutine's promise, whose frame it is freed with
   };
 
   state_base(kind k, std::source_location created_at) noexcept : created_at_(created_at), kind_(k) {}
@@ -274,9 +275,13 @@ class state_base : public continuation {
   // Frees a state that the caller's one handle owned alone, with no driver, and whose result it consumed as the
   // sole owner (consume_if_fired_and_sole()): drop_handle() without the checks, whose answers the caller knows.
   static void destroy_consumed_by_sole_owner(state_base* s) noexcept {
+    assert_consumed_by_sole_owner(s);
+    dispose_with_what_it_held(s);
+  }
+  // What destroy_consumed_by_sole_owner() requires, for a caller that frees such a state itself.
+  static void assert_consumed_by_sole_owner([[maybe_unused]] const state_base* s) noexcept {
     ANYDEFER_ASSERT(s->counts_.load(std::memory_order_relaxed) == handle_unit &&
                     s->word_.load(std::memory_order_relaxed) == (claimed | ready | consumed));
-    dispose_with_what_it_held(s);
   }
 
  private:
