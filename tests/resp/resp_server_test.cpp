@@ -205,8 +205,8 @@ TEST_P(RespServer, KeysStayWhereTheyAreFoundWhileTheTableGrows) {
   client c(server_.local_endpoint());
   constexpr int n = 60'000;
   constexpr int batch = 500;
-  // Keys of 6 to 106 bytes, some sharing long prefixes: the table keeps a key's bytes with its node, so lengths
-  // on both sides of std::string's inline capacity (15) are compared in full.
+  // Keys of 6 to 106 bytes, some sharing long prefixes, on both sides of std::string's inline capacity (15): the
+  // table keeps a key's bytes in its node (hash_table_test.cpp makes keys collide, to test their comparison).
   const auto key = [](int i) {
     return "grow:" + std::string(static_cast<std::size_t>(i % 97), 'k') + std::to_string(i);
   };

@@ -298,7 +298,10 @@ class deferred_awaiter {
   [[gnu::always_inline]] static void destroy_consumed_alone(state<U>* s) noexcept {
     if (s->state_kind() == state_base::kind::coroutine) {
       state_base::assert_consumed_by_sole_owner(s);
-      std::coroutine_handle<coroutine_promise<U>>::from_promise(static_cast<coroutine_promise<U>&>(*s)).destroy();
+      const auto frame =
+          std::coroutine_handle<coroutine_promise<U>>::from_promise(static_cast<coroutine_promise<U>&>(*s));
+      ANYDEFER_ASSERT(frame.done() && "a coroutine's result is there only once it reached its final suspension");
+      frame.destroy();
     } else {
       state_base::destroy_consumed_by_sole_owner(s);
     }
