@@ -161,8 +161,8 @@ class state_base : public continuation {
 
   enum class kind : std::uint8_t {
     root,       // fired by hand: callback()/errback()
-    driven,     // fired by the library: a link, a combinator, a submitted task
-    coroutine,  // fired by the library too: a deferred coroutine's promise, whose frame it is freed with
+    driven,     // fired by the library (a "driven state" below): a link, a combinator, a submitted task
+    coroutine,  // a driven state too: a deferred coroutine's promise, freed with its frame
   };
 
   state_base(kind k, std::source_location created_at) noexcept : created_at_(created_at), kind_(k) {}
