@@ -84,6 +84,8 @@ inline void resume_via_trampoline(queued_resume* node) noexcept {
 }
 
 template <class T>
+class coroutine_promise_base;
+template <class T>
 class coroutine_promise;
 
 // Whether a deferred coroutine's handle may have reached another thread. Until the coroutine first truly
@@ -298,8 +300,7 @@ class deferred_awaiter {
   [[gnu::always_inline]] static void destroy_consumed_alone(state<U>* s) noexcept {
     if (s->state_kind() == state_base::kind::coroutine) {
       state_base::assert_consumed_by_sole_owner(s);
-      const auto frame =
-          std::coroutine_handle<coroutine_promise<U>>::from_promise(static_cast<coroutine_promise<U>&>(*s));
+      const auto frame = static_cast<coroutine_promise_base<U>&>(*s).frame();
       ANYDEFER_ASSERT(frame.done() && "a coroutine's result is there only once it reached its final suspension");
       frame.destroy();
     } else {
@@ -440,10 +441,16 @@ class coroutine_promise_base : public state<T>, public awaiting_slot, public esc
     this->complete_unclaimable();
   }
 
+  // The coroutine this promise belongs to (the promise is a coroutine_promise<T>, which is final).
+  std::coroutine_handle<coroutine_promise<T>> frame() noexcept {
+    return std::coroutine_handle<coroutine_promise<T>>::from_promise(static_cast<coroutine_promise<T>&>(*this));
+  }
+
  protected:
   // Never hands out the awaited state bare (see awaiting_slot): cancel() ends here and borrows it.
   state_base* awaited() const noexcept override { return nullptr; }
   void cancel_here() noexcept override { cancel_awaited(); }
+  void dispose(state_base*&) noexcept override { frame().destroy(); }
 };
 
 template <class T>
@@ -454,22 +461,12 @@ class coroutine_promise final : public coroutine_promise_base<T> {
   void return_value(V&& value) noexcept(std::is_nothrow_constructible_v<T, V&&>) {
     this->store_value(std::forward<V>(value));
   }
-
- protected:
-  void dispose(state_base*&) noexcept override {
-    std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy();
-  }
 };
 
 template <>
 class coroutine_promise<void> final : public coroutine_promise_base<void> {
  public:
   void return_void() noexcept { this->store_value(); }
-
- protected:
-  void dispose(state_base*&) noexcept override {
-    std::coroutine_handle<coroutine_promise>::from_promise(*this).destroy();
-  }
 };
 
 // co_await resume_on(ex): continues the coroutine on `ex`. The task node lives in the awaiter, in the frame.
