@@ -64,6 +64,19 @@ class keyspace {
     return e;
   }
 
+  // find() of each key, in order, with the lookups' cache misses overlapped (hash_table::find_each): visit(i,
+  // the entry of keys[i] or nullptr).
+  template <class Visit>
+  void find_each(args_view keys, Visit&& visit) {
+    table_.find_each(keys, [&](std::size_t i, entry* e) {
+      if (e != nullptr && e->expires_at != 0 && e->expires_at <= now_ms()) {
+        table_.erase(keys[i]);
+        e = nullptr;
+      }
+      visit(i, e);
+    });
+  }
+
   entry& upsert(std::string_view key) {
     if (entry* e = find(key)) return *e;
     return table_.insert(key);
@@ -631,13 +644,13 @@ struct server::impl {
     const auto get_on = [](keyspace& db, args_view owned) {
       values got;
       got.reserve(owned.size());
-      for (std::string_view k : owned) {
-        if (keyspace::entry* e = db.find(k)) {
+      db.find_each(owned, [&](std::size_t, keyspace::entry* e) {
+        if (e != nullptr) {
           got.emplace_back(e->value);
         } else {
           got.emplace_back();
         }
-      }
+      });
       return got;
     };
     const auto encode = [](std::string& out, const std::optional<std::string>& v) {
@@ -650,13 +663,13 @@ struct server::impl {
     if (shards.size() == 1) {
       std::string out;
       resp::array_header(out, keys.size());
-      for (std::string_view k : keys) {
-        if (keyspace::entry* e = home.db.find(k)) {
+      home.db.find_each(keys, [&](std::size_t, keyspace::entry* e) {
+        if (e != nullptr) {
           resp::bulk(out, e->value);
         } else {
           resp::null_bulk(out);
         }
-      }
+      });
       return anydefer::succeed(std::move(out));
     }
     std::vector<std::vector<std::string_view>> by_shard(shards.size());

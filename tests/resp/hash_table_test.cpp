@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -92,6 +93,80 @@ TEST(RespHashTable, AValueKeepsItsAddressWhileTheTableGrows) {
   EXPECT_EQ(table.find("first"), &first);
   EXPECT_EQ(first, "value");
   EXPECT_EQ(table.size(), 100'001U);
+}
+
+// find_each() looks keys up in groups (their buckets fetched first): what it reports for each key must be what
+// find() reports, in the order of the keys, across group boundaries, duplicates and absent keys.
+template <class Table>
+void expect_find_each_agrees(Table& table, const std::vector<std::string_view>& keys) {
+  std::vector<std::size_t> order;
+  table.find_each(std::span<const std::string_view>(keys), [&](std::size_t i, int* found) {
+    order.push_back(i);
+    ASSERT_LT(i, keys.size());
+    EXPECT_EQ(found, table.find(keys[i])) << "key " << i << " (" << keys[i] << ")";
+  });
+  std::vector<std::size_t> expected(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) expected[i] = i;
+  EXPECT_EQ(order, expected);
+}
+
+TEST(RespHashTable, FindEachReportsWhatFindDoesForEveryKeyInOrder) {
+  resp_server::hash_table<int> spread;
+  resp_server::hash_table<int, one_hash> chained;
+  std::vector<std::string> stored;
+  for (int i = 0; i < 200; ++i) stored.push_back("key:" + std::to_string(i));
+  std::vector<std::string> absent = {"", "key:200", "key:-1", std::string(40, 'x')};
+  std::vector<std::string_view> keys;
+  // 37 keys: two full groups of 16 and a partial one, with absent keys and a repeated key among them.
+  for (int i = 0; i < 30; ++i) keys.push_back(stored[static_cast<std::size_t>(i * 7 % 200)]);
+  for (const std::string& a : absent) keys.push_back(a);
+  keys.push_back(stored[0]);
+  keys.push_back(stored[0]);
+  keys.push_back(stored[199]);
+  ASSERT_EQ(keys.size(), 37U);
+
+  expect_find_each_agrees(spread, keys);  // an empty table: nothing is found
+  for (int i = 0; i < 200; ++i) {
+    spread.insert(stored[static_cast<std::size_t>(i)]) = i;
+    chained.insert(stored[static_cast<std::size_t>(i)]) = i;
+    // Every few inserts, including while a growth is under way (both bucket arrays in use).
+    if (i % 9 == 0) {
+      expect_find_each_agrees(spread, keys);
+      expect_find_each_agrees(chained, keys);
+    }
+  }
+  expect_find_each_agrees(spread, keys);
+  expect_find_each_agrees(chained, keys);
+  expect_find_each_agrees(spread, {});
+
+  int visits = 0;
+  spread.find_each(std::span<const std::string_view>(keys), [&](std::size_t i, int* found) {
+    ++visits;
+    if (i < 30 || i >= 34) {
+      ASSERT_NE(found, nullptr) << "key " << i;
+      EXPECT_EQ(stored[static_cast<std::size_t>(*found)], keys[i]);
+    } else {
+      EXPECT_EQ(found, nullptr) << "key " << i;
+    }
+  });
+  EXPECT_EQ(visits, 37);
+}
+
+TEST(RespHashTable, FindEachSeesWhatItsVisitorErasedAndInserted) {
+  resp_server::hash_table<int, length_hash> table;
+  for (int i = 0; i < 40; ++i) table.insert("k" + std::to_string(100 + i)) = i;
+  // Erase each key as it is visited, and insert the one two places on: the later lookups start afresh, so a
+  // repeated key is gone the second time, and an inserted one is found.
+  const std::vector<std::string> owned = {"k100", "k101", "k100", "n001", "k139", "n001", "k120", "k120"};
+  const std::vector<std::string_view> keys(owned.begin(), owned.end());
+  std::vector<bool> found;
+  table.find_each(std::span<const std::string_view>(keys), [&](std::size_t i, int* value) {
+    found.push_back(value != nullptr);
+    if (value != nullptr) table.erase(keys[i]);
+    if (i == 2) table.insert("n001") = -1;
+  });
+  EXPECT_EQ(found, (std::vector<bool>{true, true, false, true, true, false, true, false}));
+  EXPECT_EQ(table.size(), 40U - 4U);  // k100, k101, k139, k120 erased; n001 inserted and erased
 }
 
 }  // namespace

@@ -108,6 +108,12 @@ TEST_P(RespServer, ExpiryByExPxAndExpireAndTtl) {
   EXPECT_EQ(c.call({"TTL", "missing"}).number, -2);
   EXPECT_GT(c.call({"PTTL", "short"}).number, 0);
   std::this_thread::sleep_for(120ms);
+  const auto several = c.call({"MGET", "long", "short", "plain", "short"});  // an expired key among live ones
+  ASSERT_EQ(several.items.size(), 4U);
+  EXPECT_EQ(several.items[0].text, "v");
+  EXPECT_TRUE(several.items[1].is_null());
+  EXPECT_EQ(several.items[2].text, "v");
+  EXPECT_TRUE(several.items[3].is_null());
   EXPECT_TRUE(c.call({"GET", "short"}).is_null());
   EXPECT_EQ(c.call({"TTL", "short"}).number, -2);
   EXPECT_EQ(c.call({"EXPIRE", "plain", "100"}).number, 1);
