@@ -5,6 +5,7 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -90,49 +91,34 @@ bool state_base::fail_internal(std::exception_ptr error, const std::source_locat
   return true;
 }
 
-namespace {
-
-// A cancel() walk in progress, announced in cancel_walks for as long as it may look at a hop (see there). The
-// announcement, a seq_cst fence, then the walk's first read of a consumer's pointer: Dekker's store, fence, load,
-// paired with the link's in let_go_of_inner(). release on the end: the walk's reads of a hop happen before a
-// link that reads the count as zero (acquire) and frees it.
-class cancel_walk_announcement {
- public:
-  cancel_walk_announcement() noexcept {
-    cancel_walks.walks.fetch_add(1, std::memory_order_relaxed);
-    fence(std::memory_order_seq_cst);
-  }
-  ~cancel_walk_announcement() { cancel_walks.walks.fetch_sub(1, std::memory_order_release); }
-  cancel_walk_announcement(const cancel_walk_announcement&) = delete;
-  cancel_walk_announcement& operator=(const cancel_walk_announcement&) = delete;
-};
-
-}  // namespace
-
 void state_base::cancel() noexcept {
   state_base* s = this;
-  // Waiting on nothing (a root, a coroutine, most driven states): nothing to walk, nothing to announce. The
-  // pointer read here is only compared with null; the walk reads it again once announced.
-  if (s->is_claimed()) return;
-  if (s->awaited() == nullptr) {
-    s->cancel_here();
-    return;
-  }
-  const cancel_walk_announcement walking;
   // A callback that returned a deferred waiting on its own chain makes "what am I waiting on" a cycle (it can
-  // never fire, as in Twisted). `slow` follows at half speed (Floyd): meeting it means a cycle, and the walk
-  // cancels where it stands instead of looping forever.
-  state_base* slow = this;
-  bool move_slow = false;
+  // never fire, as in Twisted). Brent's cycle detection: `mark` is the hop reached after 1, 2, 4, 8... steps, and
+  // meeting it again means a cycle, where the walk cancels where it stands instead of looping forever. It only
+  // compares addresses: every hop it reads through is one the walk marked, while a second pointer following
+  // behind (Floyd's) would re-read hops whose pointers changed since, and reach states nobody keeps for the walk.
+  const state_base* mark = this;
+  std::size_t steps = 0;
+  std::size_t next_mark_at = 1;
   for (;;) {
     if (s->is_claimed()) return;  // already fired: cancel is a no-op
+    // Waiting on nothing (a root, a coroutine, most driven states): cancel s itself. This read is only compared
+    // with null; the one below, after the mark, is the one the walk follows.
+    if (s->awaited() == nullptr) break;
+    // Mark s before reading what it awaits, so that s does not let go of it while we look (see "Lifetime" in
+    // state.hpp). acq_rel: the link's publishing RMW on the same word sees the mark or is seen by it; a link
+    // that published first has nothing left to cancel.
+    if ((s->word_.fetch_or(walked, std::memory_order_acq_rel) & claimed) != 0) return;
     state_base* next = s->awaited();
     // Waiting on nothing, or on something that already fired (its result is on the way to s): cancel s itself.
     if (next == nullptr || next->is_claimed()) break;
     s = next;
-    if (move_slow) slow = slow->awaited();
-    move_slow = !move_slow;
-    if (s == slow) break;
+    if (s == mark) break;
+    if (++steps == next_mark_at) {
+      mark = s;
+      next_mark_at *= 2;
+    }
   }
   s->cancel_here();
 }

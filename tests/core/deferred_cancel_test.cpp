@@ -359,4 +359,21 @@ TEST(DeferredCancelTest, CancelOnAChainWaitingOnItselfReturns) {
   EXPECT_TRUE(loop.fired());
 }
 
+// The same with a longer cycle (five hops), which the walk's cycle detection meets only after moving its mark.
+TEST(DeferredCancelTest, CancelOnALongerChainWaitingOnItselfReturns) {
+  [[maybe_unused]] ignore_leaks_in_scope ignore;
+  anydefer::deferred<int> start;
+  auto later = std::make_shared<anydefer::deferred<int>>();
+  anydefer::deferred<int> loop = start.add_callback([later](int) { return *later; });
+  anydefer::deferred<int> hop = loop;
+  for (int i = 0; i < 3; ++i) hop = hop.add_callback([](int v) { return v + 1; });
+  *later = hop.add_callback([](int v) { return v + 1; });
+  start.callback(1);
+  EXPECT_FALSE(later->fired());
+  later->cancel();
+  EXPECT_TRUE(later->fired());
+  EXPECT_TRUE(loop.fired());
+  EXPECT_TRUE(hop.fired());
+}
+
 }  // namespace

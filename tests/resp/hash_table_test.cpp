@@ -155,8 +155,8 @@ TEST(RespHashTable, FindEachReportsWhatFindDoesForEveryKeyInOrder) {
 TEST(RespHashTable, FindEachSeesWhatItsVisitorErasedAndInserted) {
   resp_server::hash_table<int, length_hash> table;
   for (int i = 0; i < 40; ++i) table.insert("k" + std::to_string(100 + i)) = i;
-  // Erase each key as it is visited, and insert the one two places on: the later lookups start afresh, so a
-  // repeated key is gone the second time, and an inserted one is found.
+  // Erase each key as it is visited, and insert n001 just before it is looked up: the later lookups start afresh,
+  // so a repeated key is gone the second time, and an inserted one is found.
   const std::vector<std::string> owned = {"k100", "k101", "k100", "n001", "k139", "n001", "k120", "k120"};
   const std::vector<std::string_view> keys(owned.begin(), owned.end());
   std::vector<bool> found;

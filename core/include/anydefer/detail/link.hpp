@@ -482,22 +482,26 @@ class link final : public state<U>, public link_task<Scheduled> {
     } else {
       pass_value(*this, inner);
     }
-    if (&inner == inner_) let_go_of_inner();
+    if (&inner == inner_) return publish_letting_go_of_inner();
     return publish_own_result();
   }
 
-  // After taking the result of inner_, the deferred the handler returned: lets go of the reference on it now
-  // rather than when this link is freed (a loop of callbacks returning deferreds frees each iteration as it
-  // goes), unless a cancel() walk is in progress, which may have read awaited_ before it was cleared and be
-  // looking at inner_ (see cancel_walks in state.hpp). This side of the pair: clear awaited_ (again, on this
-  // thread: on_ready() may have cleared it on another), seq_cst fence, read the count. acquire on the count: a
-  // walk that ended released it after its last look at inner_.
-  void let_go_of_inner() noexcept {
+  // Publishes the result taken from inner_, the deferred the handler returned, and lets go of the reference on it
+  // now rather than when this link is freed (a loop of callbacks returning deferreds frees each iteration as it
+  // goes), unless a cancel() walk passed through this link and may be looking at inner_: the publishing RMW tells
+  // (publish_written_unless_walked(), and "Lifetime" in state.hpp). inner_ is emptied before that RMW, since the
+  // link may be freed as soon as it has published, and put back if it must stay: the link still drives itself
+  // then, so nothing else reads or frees it meanwhile.
+  step publish_letting_go_of_inner() noexcept {
     ANYDEFER_ASSERT(inner_->is_ready() && "a link lets go only of a deferred whose result it took");
-    awaited_.store(nullptr, std::memory_order_relaxed);
-    fence(std::memory_order_seq_cst);
-    if (cancel_walks.walks.load(std::memory_order_acquire) != 0) return;  // dispose() lets go instead
-    state_base::release(std::exchange(inner_, nullptr));
+    state<U>* const inner = std::exchange(inner_, nullptr);
+    continuation* next = nullptr;
+    if (this->publish_written_unless_walked(next)) {
+      state_base::release(inner);
+      return {next, next != nullptr ? this : nullptr};  // as in publish_own_result()
+    }
+    inner_ = inner;  // dispose() lets go
+    return publish_own_result();
   }
 
   // The result is written (finish(), or a handler's direct path) before the claim: the link is the only writer

@@ -5,12 +5,14 @@
 // result, runs it and gets its own result. A link is the upstream's *continuation*.
 //
 // The state word (`word_`) decides the only real race: the producer firing while the consumer attaches its
-// continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned, below bit 62)
-// plus 6 flags:
+// continuation, possibly on two threads. Its layout is a continuation pointer (16-byte aligned, below bit 61)
+// plus 7 flags:
 //
-//   bits 4..61  continuation* c   the one consumer, set once by try_attach(), never cleared
+//   bits 4..60  continuation* c   the one consumer, set once by try_attach(), never cleared
 //   bit 63      driving           a link's or a coroutine's driver still runs it (see "drivers" below)
 //   bit 62      orphaned          every owner left while it was driving: the driver frees it
+//   bit 61      walked            a cancel() walk passed through it and may look at what it awaits (a link only:
+//                                 see "Lifetime")
 //   bit 0       claimed           someone won the right to write the result (fire, cancel, abandonment); a
 //                                 link or a coroutine is claimed and made ready by one RMW (see below)
 //   bit 1       ready             the result is written and visible (published with release)
@@ -47,8 +49,14 @@
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
 // so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
 // it is freed itself (one added after its upstream fired, as soon as it has run, before anyone else could reach
-// it: no walk can be looking), and of the inner deferred as soon as it has taken its result, unless a cancel() walk is
-// in progress anywhere (then when it is freed): see cancel_walks below. A link or a coroutine also keeps itself alive
+// it: no walk can be looking), and of the inner deferred as soon as it has published the result it took from it,
+// unless a cancel() walk passed through the link before (then when it is freed). A walk holds no references: before
+// it reads what a link awaits it sets `walked` in the link's word with an RMW, and the link publishes with an RMW
+// on the same word, so one of the two sees the other: a walk that comes second finds the link claimed and stops
+// there; a link that comes second finds `walked` and keeps the inner deferred. A Twisted-style loop of callbacks
+// that return the next iteration's deferred thus frees each iteration as it goes (a recursion in that style frees
+// its subtrees: B5's callbacks form held every state of fib(n) until the end otherwise), at no cost beyond the
+// publishing RMW the link pays anyway. A link or a coroutine also keeps itself alive
 // from creation until it publishes its result, with the `driving` bit rather than a count, so a chain whose handles
 // were all dropped still runs and the driver's publishing RMW is also its release. Release is iterative (a million-link
 // chain is freed in constant stack).
@@ -58,10 +66,10 @@
 // (coroutine.hpp) are covered by the awaiter's own reference and force locked count updates while they may exist
 // (add_ref_racing_borrowers()). A cancel() walk past its first hop holds no reference either, but each hop it
 // visits is held by the one before, a consumer that lets go of it only once it fired and (for an inner deferred)
-// no walk is in progress (cancel_walks), so the count it sees is never a sole owner's. So a caller whose load of
-// the count equals what it holds itself, and whose load of the word shows no driver, is alone with the state and
-// changes the count and the word with plain stores: a single-threaded chain pays no locked instruction for its
-// bookkeeping. (A driver never touches the count, so a lone owner may change the count with a plain store even
+// only if no walk passed through the consumer (`walked`), so the count it sees is never a sole owner's. So a caller
+// whose load of the count equals what it holds itself, and whose load of the word shows no driver, is alone with the
+// state and changes the count and the word with plain stores: a single-threaded chain pays no locked instruction for
+// its bookkeeping. (A driver never touches the count, so a lone owner may change the count with a plain store even
 // while it runs.) One handle object must not be used by two threads at once (copies may).
 #pragma once
 
@@ -76,7 +84,6 @@
 
 #include "anydefer/detail/assert.hpp"
 #include "anydefer/detail/state_allocator.hpp"
-#include "anydefer/detail/sync/fence.hpp"
 #include "anydefer/errors.hpp"
 #include "anydefer/executor.hpp"
 #include "anydefer/failure.hpp"
@@ -89,24 +96,6 @@ class deferred;
 namespace detail {
 
 class state_base;
-
-// How many cancel() walks are in progress in the process. A walk holds no references: it relies on each hop
-// being held by the consumer before it. A link that has taken the result of the deferred its handler returned
-// lets go of it at once: a loop written as callbacks that return the next iteration's deferred (Twisted's way)
-// would otherwise keep every iteration alive until its last deferred is dropped, and a recursion in that style
-// its whole tree (B5's callbacks form held every state of fib(n) until the end). The two meet as Dekker's
-// pattern: a walk announces itself here, fences, and then reads a consumer's "what am I waiting on" pointer; a
-// link clears that pointer, fences, and then reads this count, and keeps its reference (until it is freed
-// itself) if a walk is in progress. A seq_cst fence on each side, on paths that are not the cheapest: a link's
-// comes with a returned deferred it waited on, never with a plain value, and only walks past a first hop
-// announce themselves. (A split fence, membarrier on the walk's side, would cost every such cancel() a system
-// call that interrupts every CPU running the process: microseconds, tens of them on a VM with busy threads.)
-// Upstreams are not let go of early (but by a link that ran while nobody else could reach it): a chain's length
-// is what its code wrote, and letting go would cost every link that fence. A line of its own: walks write it.
-struct alignas(64) cancel_walk_count {
-  std::atomic<std::uint32_t> walks{0};
-};
-inline cancel_walk_count cancel_walks{};
 
 // Where a drive loop goes next: run `next` with the result of `from`, or stop when `next` is null.
 struct step {
@@ -150,7 +139,8 @@ class state_base : public continuation {
   // A link or a coroutine whose driver keeps it alive in the word rather than in counts_ (see "drivers" below).
   static constexpr std::uintptr_t driving = std::uintptr_t{1} << 63;   // the driver has not finished
   static constexpr std::uintptr_t orphaned = std::uintptr_t{1} << 62;  // every owner left while it was driving
-  static constexpr std::uintptr_t flag_mask = 15 | driving | orphaned;
+  static constexpr std::uintptr_t walked = std::uintptr_t{1} << 61;    // a cancel() walk passed (a link's word)
+  static constexpr std::uintptr_t flag_mask = 15 | driving | orphaned | walked;
 
   // cancel_flags_ bits.
   static constexpr std::uint8_t cancel_requested = 1;    // cancel() ran on this root: its canceller runs at most once
@@ -349,6 +339,8 @@ class state_base : public continuation {
   // Makes `c` the consumer. `attached`: the publisher will run it. `ready_now`: the result is already there,
   // marked consumed, and the caller runs `c` itself. `already_continued`: there is a consumer; nothing changed.
   attach_result try_attach(continuation* c) noexcept {
+    ANYDEFER_ASSERT((reinterpret_cast<std::uintptr_t>(c) & flag_mask) == 0 &&
+                    "a continuation's address must be 16-byte aligned and below bit 61 (user space is below 47)");
     // acquire: if we find `ready`, we read the result next and must see the publisher's writes.
     std::uintptr_t w = word_.load(std::memory_order_acquire);
     for (;;) {
@@ -382,7 +374,8 @@ class state_base : public continuation {
     ANYDEFER_ASSERT((at_claim & driving) == 0);
     if (continuation* c = continuation_of(at_claim)) {
       // The consumer was attached before the claim; once claimed nobody else writes the word (try_attach sees a
-      // consumer and returns, a waiter yields while claimed-but-not-ready), so a plain release store suffices.
+      // consumer and returns, a waiter yields while claimed-but-not-ready, and cancel() marks only links, which
+      // publish with publish_written()), so a plain release store suffices.
       // release: a waiter or is_ready() that acquires `ready` sees the result.
       word_.store(at_claim | claimed | ready, std::memory_order_release);
       if ((at_claim & waiting) != 0) futex_wake_all(word_);
@@ -450,6 +443,29 @@ class state_base : public continuation {
   // publish_written()'s rare ends, out of line: a blocked waiter to wake (false if cancel() claimed first after
   // all), and a state whose owners all left while it was driving.
   [[gnu::cold]] bool publish_to_waiter(continuation*& next) noexcept;
+
+  // publish_written() for a link that lets go of the deferred its handler returned once it has published: only if
+  // no cancel() walk passed through it, which may be looking at that deferred (kept alive by the link's reference
+  // alone). The same RMW decides: a walk that sets `walked` after it finds the link claimed and stops (cancel()).
+  // Returns false, having changed nothing, if a walk passed, a waiter blocks or cancel() claimed first (all rare):
+  // the caller keeps its reference until the link is freed and takes publish_written(). On success as
+  // publish_written().
+  [[gnu::always_inline]] bool publish_written_unless_walked(continuation*& next) noexcept {
+    std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    do {
+      ANYDEFER_ASSERT((w & driving) != 0 && ((w & ready) == 0 || (w & claimed) != 0));
+      if ((w & (claimed | waiting | walked)) != 0) [[unlikely]]
+        return false;
+      // acq_rel and relaxed, as in publish_written().
+    } while (!word_.compare_exchange_weak(w, w ^ (claimed | ready | driving), std::memory_order_acq_rel,
+                                          std::memory_order_relaxed));
+    next = continuation_of(w);
+    if ((w & orphaned) != 0) [[unlikely]] {
+      ANYDEFER_ASSERT(next == nullptr && "a consumer holds a reference: the state was not orphaned");
+      free_orphan();
+    }
+    return true;
+  }
   [[gnu::cold]] void free_orphan() noexcept;
 
   // publish_written() for a state nothing but its driver ever claims (a coroutine's: cancel() only forwards to
@@ -564,8 +580,8 @@ class state_base : public continuation {
   // --- cancellation ----------------------------------------------------------------------------------------
   // Cancels what this chain waits on: walks down "what am I waiting on" to the deepest unfired state and
   // cancels that (Twisted: a deferred waiting on another cancels that one instead of itself). Each hop is kept
-  // alive by the previous one's reference, so the walk needs no reference counting of its own; a walk past the
-  // first hop announces itself in cancel_walks, so that no consumer lets go of the hop it looks at.
+  // alive by the previous one's reference, so the walk needs no reference counting of its own; the walk marks each
+  // hop `walked` before it reads what the hop awaits, so that no link lets go of the hop after it.
   void cancel() noexcept;
 
   // The result type, for the unhandled-error report and the internal failure path.
