@@ -495,6 +495,56 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
 }
 
+// A cancel() walking a chain whose links change what they wait on while it walks: each of the two links waits on
+// its upstream, then on the deferred its callback returns, which the firing thread fires next. A walk must only
+// ever read through hops it marked (cycle detection included: a second pointer re-reading a hop whose pointer has
+// changed since could reach a deferred nobody keeps for it), and every round gives the tail one outcome, with
+// everything freed (ASan and TSan lanes run this).
+TEST(DeferredRaceTest, FireRacingCancelWalkingLinksThatSwitchToReturnedDeferredsGivesOneOutcome) {
+  const long rounds = scaled_rounds(200'000);
+  one_outcome_per_round outcome;
+  std::optional<deferred<int>> root;
+  std::optional<deferred<int>> second;
+  std::optional<deferred<int>> third;
+  std::optional<deferred<int>> tail;
+  leak_check leaks;
+
+  run_rounds(
+      rounds,
+      [&](long) {
+        deferred<int> d;
+        deferred<int> returned_first;
+        deferred<int> returned_second;
+        deferred<int> first_link = d.add_callback([returned_first](int) { return returned_first; });
+        deferred<int> second_link = first_link.add_callback([returned_second](int) { return returned_second; });
+        deferred<int> t = second_link.add_callback([](int v) { return v + 1; });
+        outcome.watch(t, 4);
+        root = std::move(d);
+        second = std::move(returned_first);
+        third = std::move(returned_second);
+        tail = std::move(t);
+      },
+      {[&] {
+         outcome.fire([&] {
+           root->callback(1);
+           second->callback(2);  // swallowed if a cancel reached it first, as are the others
+           third->callback(3);
+         });
+         root.reset();
+         second.reset();
+         third.reset();
+       },
+       [&] {
+         tail->cancel();
+         tail.reset();
+       }},
+      [&](long r) { outcome.check_round(r); });
+  leaks.stop();
+
+  outcome.expect_one_each(rounds);
+  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
 // One thread fires a root with the round's number while another get()s `watch(root)`, a deferred the fire leads to
 // (the root itself, a link on it, a coroutine awaiting it), then drops it: every get() returns the number plus
 // `added`, and all that was allocated is freed.
