@@ -5,6 +5,7 @@
 // ANYDEFER_STRESS_SCALE (a float, default 1) scales the number of rounds; sanitizer lanes use 0.1.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "anydefer/coroutine.hpp"
@@ -421,68 +423,33 @@ class one_outcome_per_round {
   long incoherent_rounds_ = 0;
 };
 
-TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
-  const long rounds = scaled_rounds(300'000);
+// The deferreds one thread fires, in order, with 1, 2, 3..., in a round of fire_racing_cancel_of_tail().
+using fired_in_order = std::array<std::optional<deferred<int>>, 3>;
+
+// Round after round, one thread fires a chain's roots in order (a fire that a cancel reached first is swallowed)
+// while another cancels its tail: every round gives the tail one outcome, and all that was allocated is freed.
+// make(roots) builds a round's chain: it sets `roots` and returns the tail with the value the fires lead to.
+void fire_racing_cancel_of_tail(long rounds,
+                                const std::function<std::pair<deferred<int>, int>(fired_in_order&)>& make) {
   one_outcome_per_round outcome;
-  std::optional<deferred<int>> root;
-  std::optional<deferred<int>> link;
-  leak_check leaks;
-
-  run_rounds(
-      rounds,
-      [&](long) {
-        deferred<int> d;
-        deferred<int> l = d.add_callback([](int v) { return v + 1; });
-        outcome.watch(l, 2);
-        root = std::move(d);
-        link = std::move(l);
-      },
-      {[&] {
-         outcome.fire([&] { root->callback(1); });
-         root.reset();
-       },
-       [&] {
-         link->cancel();
-         link.reset();
-       }},
-      [&](long r) { outcome.check_round(r); });
-  leaks.stop();
-
-  outcome.expect_one_each(rounds);
-  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
-}
-
-// A cancel() walking two hops (the tail, a link waiting on the deferred its callback returned, that deferred)
-// while another thread fires the chain through: the link lets go of the returned deferred as soon as it has taken
-// its result, and the walk must never look at a hop that was freed under it (ASan and TSan lanes run this; a link
-// that ignored the walk showed TSan a race between the free and the walk's read).
-TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOutcome) {
-  const long rounds = scaled_rounds(200'000);
-  one_outcome_per_round outcome;
-  std::optional<deferred<int>> root;
-  std::optional<deferred<int>> inner;
+  fired_in_order roots;
   std::optional<deferred<int>> tail;
   leak_check leaks;
 
   run_rounds(
       rounds,
       [&](long) {
-        deferred<int> d;
-        deferred<int> returned;
-        deferred<int> waiting = d.add_callback([returned](int) { return returned; });
-        deferred<int> t = waiting.add_callback([](int v) { return v + 1; });
-        outcome.watch(t, 3);
-        root = std::move(d);
-        inner = std::move(returned);
+        auto [t, value] = make(roots);
+        outcome.watch(t, value);
         tail = std::move(t);
       },
       {[&] {
          outcome.fire([&] {
-           root->callback(1);
-           inner->callback(2);  // a cancel may have reached it through the link waiting on it: swallowed too
+           for (std::size_t i = 0; i < roots.size(); ++i) {
+             if (roots[i]) roots[i]->callback(static_cast<int>(i) + 1);
+           }
          });
-         root.reset();
-         inner.reset();
+         for (auto& root : roots) root.reset();
        },
        [&] {
          tail->cancel();
@@ -493,6 +460,31 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
 
   outcome.expect_one_each(rounds);
   EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+}
+
+TEST(DeferredRaceTest, FireRacingLinkCancelGivesOneOutcome) {
+  fire_racing_cancel_of_tail(scaled_rounds(300'000), [](fired_in_order& roots) {
+    deferred<int> d;
+    deferred<int> link = d.add_callback([](int v) { return v + 1; });
+    roots[0] = std::move(d);
+    return std::pair{std::move(link), 2};
+  });
+}
+
+// A cancel() walking two hops (the tail, a link waiting on the deferred its callback returned, that deferred)
+// while another thread fires the chain through: the link lets go of the returned deferred as soon as it has taken
+// its result, and the walk must never look at a hop that was freed under it (ASan and TSan lanes run this; a link
+// that ignored the walk showed TSan a race between the free and the walk's read).
+TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOutcome) {
+  fire_racing_cancel_of_tail(scaled_rounds(200'000), [](fired_in_order& roots) {
+    deferred<int> d;
+    deferred<int> returned;
+    deferred<int> waiting = d.add_callback([returned](int) { return returned; });
+    deferred<int> tail = waiting.add_callback([](int v) { return v + 1; });
+    roots[0] = std::move(d);
+    roots[1] = std::move(returned);  // a cancel may reach it through the link waiting on it
+    return std::pair{std::move(tail), 3};
+  });
 }
 
 // A cancel() walking a chain whose links change what they wait on while it walks: each of the two links waits on
@@ -501,48 +493,18 @@ TEST(DeferredRaceTest, FireRacingCancelWalkingAChainThatLetsGoAsItRunsGivesOneOu
 // changed since could reach a deferred nobody keeps for it), and every round gives the tail one outcome, with
 // everything freed (ASan and TSan lanes run this).
 TEST(DeferredRaceTest, FireRacingCancelWalkingLinksThatSwitchToReturnedDeferredsGivesOneOutcome) {
-  const long rounds = scaled_rounds(200'000);
-  one_outcome_per_round outcome;
-  std::optional<deferred<int>> root;
-  std::optional<deferred<int>> second;
-  std::optional<deferred<int>> third;
-  std::optional<deferred<int>> tail;
-  leak_check leaks;
-
-  run_rounds(
-      rounds,
-      [&](long) {
-        deferred<int> d;
-        deferred<int> returned_first;
-        deferred<int> returned_second;
-        deferred<int> first_link = d.add_callback([returned_first](int) { return returned_first; });
-        deferred<int> second_link = first_link.add_callback([returned_second](int) { return returned_second; });
-        deferred<int> t = second_link.add_callback([](int v) { return v + 1; });
-        outcome.watch(t, 4);
-        root = std::move(d);
-        second = std::move(returned_first);
-        third = std::move(returned_second);
-        tail = std::move(t);
-      },
-      {[&] {
-         outcome.fire([&] {
-           root->callback(1);
-           second->callback(2);  // swallowed if a cancel reached it first, as are the others
-           third->callback(3);
-         });
-         root.reset();
-         second.reset();
-         third.reset();
-       },
-       [&] {
-         tail->cancel();
-         tail.reset();
-       }},
-      [&](long r) { outcome.check_round(r); });
-  leaks.stop();
-
-  outcome.expect_one_each(rounds);
-  EXPECT_EQ(leaks.allocations(), leaks.deallocations());
+  fire_racing_cancel_of_tail(scaled_rounds(200'000), [](fired_in_order& roots) {
+    deferred<int> d;
+    deferred<int> returned_first;
+    deferred<int> returned_second;
+    deferred<int> first_link = d.add_callback([returned_first](int) { return returned_first; });
+    deferred<int> second_link = first_link.add_callback([returned_second](int) { return returned_second; });
+    deferred<int> tail = second_link.add_callback([](int v) { return v + 1; });
+    roots[0] = std::move(d);
+    roots[1] = std::move(returned_first);
+    roots[2] = std::move(returned_second);
+    return std::pair{std::move(tail), 4};
+  });
 }
 
 // One thread fires a root with the round's number while another get()s `watch(root)`, a deferred the fire leads to
