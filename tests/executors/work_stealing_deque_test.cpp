@@ -84,6 +84,70 @@ TEST(WorkStealingDequeTest, ConcurrentThievesAndOwnerTakeEveryItemExactlyOnce) {
   for (int i = 0; i < kItems; ++i) ASSERT_EQ(counts[i].load(), 1u) << "item " << i;
 }
 
+TEST(WorkStealingDequeTest, PopIfTakesBackOnlyTheLastPushedItemWhileNobodyTookIt) {
+  work_stealing_deque<int*> q;
+  int a = 0, b = 0, c = 0;
+  EXPECT_FALSE(q.pop_if(&a));  // empty
+  q.push(&a);
+  q.push(&b);
+  EXPECT_FALSE(q.pop_if(&a));  // not the last one
+  EXPECT_EQ(q.size_approx(), 2);
+  EXPECT_TRUE(q.pop_if(&b));
+  EXPECT_FALSE(q.pop_if(&b));  // already taken back
+  EXPECT_EQ(q.size_approx(), 1);
+  EXPECT_TRUE(q.pop_if(&a));  // the last item
+  EXPECT_TRUE(q.empty_approx());
+  EXPECT_FALSE(q.pop_if(&a));
+  q.push(&c);
+  EXPECT_EQ(q.steal(), &c);
+  EXPECT_FALSE(q.pop_if(&c));  // a thief took it: its slot still holds &c
+  EXPECT_TRUE(q.empty_approx());
+  q.push(&a);  // the deque is intact after every refusal
+  EXPECT_EQ(q.pop(), &a);
+  EXPECT_EQ(q.pop(), nullptr);
+}
+
+// fork()'s use: push one item, maybe push and take back more above it, take the first back unless a thief got
+// it. Each item must end up with exactly one taker, the owner's pop_if() or a thief, including when they race
+// for the last item.
+TEST(WorkStealingDequeTest, PopIfAndConcurrentThievesTakeEveryItemExactlyOnce) {
+  constexpr int kItems = 200000;
+  constexpr int kThieves = 2;
+  work_stealing_deque<std::uint32_t*> q(8);
+  std::vector<std::uint32_t> ids(kItems);
+  for (int i = 0; i < kItems; ++i) ids[i] = static_cast<std::uint32_t>(i);
+  std::atomic<bool> done{false};
+  std::vector<std::atomic<std::uint32_t>> counts(kItems);
+  std::atomic<int> stolen{0};
+  std::vector<std::thread> thieves;
+  for (int k = 0; k < kThieves; ++k) {
+    thieves.emplace_back([&] {
+      while (!done.load(std::memory_order_acquire) || !q.empty_approx()) {
+        if (auto* p = q.steal()) {
+          counts[*p].fetch_add(1, std::memory_order_relaxed);
+          stolen.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  int reclaimed = 0;
+  for (int i = 0; i + 1 < kItems; i += 2) {
+    ASSERT_TRUE(q.push(&ids[i]));
+    ASSERT_TRUE(q.push(&ids[i + 1]));  // nested: pushed and taken back above the first
+    for (std::uint32_t* p : {&ids[i + 1], &ids[i]}) {
+      if (q.pop_if(p)) {
+        counts[*p].fetch_add(1, std::memory_order_relaxed);
+        ++reclaimed;
+      }
+    }
+  }
+  done.store(true, std::memory_order_release);
+  for (auto& t : thieves) t.join();
+  EXPECT_EQ(reclaimed + stolen.load(), kItems);
+  for (int i = 0; i < kItems; ++i) ASSERT_EQ(counts[i].load(), 1u) << "item " << i;
+  EXPECT_TRUE(q.empty_approx());
+}
+
 // The turn is published by a plain store (not an RMW, which is a full barrier on x86 by itself), so the
 // notifier's side rests on the light fence alone when asymmetric fences are available.
 TEST(EventCountTest, NoWakeUpIsLostBetweenPingPongThreads) {

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <new>
 #include <tuple>
 #include <type_traits>
@@ -110,7 +111,7 @@ inline constinit thread_local fork_request* this_thread_fork_request = nullptr;
 // Set while fork() runs its child on this thread: if the child reaches its end right there, it parks at its
 // final suspension without publishing, and fork() publishes it, with plain stores when nobody else took the
 // caller's continuation. Thread-local, so a child resumed later on any thread (after fork() returned) completes
-// as usual.
+// as usual. `parked` is true only from the child's parking to fork() reading it, which clears it again.
 struct inline_fork_run {
   const state_base* child = nullptr;
   bool parked = false;
@@ -226,12 +227,16 @@ class deferred_awaiter {
   // large for GCC to inline these otherwise, and the calls cost as much as the work.
   [[gnu::always_inline]] ~deferred_awaiter() {
     if ((flags_ & (owns_handle | holds_ref)) == 0) return;
+    ANYDEFER_ASSERT((flags_ & (owns_handle | holds_ref)) != (owns_handle | holds_ref));
+    // One of the three: await_suspend() trades owns_handle for holds_ref, and consumed_alone is set only by
+    // await_ready() consuming (then await_suspend() never runs).
     if ((flags_ & consumed_alone) != 0) {
       destroy_consumed_alone(state_);
     } else if ((flags_ & owns_handle) != 0) {
       state_->drop_handle();
+    } else {
+      state_base::release(state_);
     }
-    if ((flags_ & holds_ref) != 0) state_base::release(state_);
   }
 
   // A fired deferred is not suspended on. The common case (this handle alone, the result untouched) is consumed
@@ -523,6 +528,10 @@ class fork_awaiter final : public task {
  public:
   fork_awaiter(Executor& ex, F&& f, std::tuple<A&&...>&& args) noexcept
       : task(&operations_), executor_(ex), f_(std::forward<F>(f)), args_(std::move(args)) {}
+  fork_awaiter(const fork_awaiter&) = delete;
+  fork_awaiter& operator=(const fork_awaiter&) = delete;
+  // await_suspend() always ran (await_ready() is false) and made child_; await_resume() may have emptied it.
+  ~fork_awaiter() { child_.~deferred<U>(); }
 
   bool await_ready() const noexcept { return false; }
 
@@ -534,9 +543,9 @@ class fork_awaiter final : public task {
     fork_request request;
     fork_request* const outer_request = std::exchange(this_thread_fork_request, &request);
     try {
-      child_ = std::apply(static_cast<F&&>(f_), std::move(args_));
+      std::construct_at(&child_, std::apply(static_cast<F&&>(f_), std::move(args_)));
     } catch (...) {
-      child_ = fail<U>(failure::current());
+      std::construct_at(&child_, fail<U>(failure::current()));
     }
     this_thread_fork_request = outer_request;
     // f made no deferred coroutine (it ran to its end already): nothing is left to run beside the parent, which
@@ -555,10 +564,12 @@ class fork_awaiter final : public task {
       offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
     }
     // 3. Run the child here, now, until it finishes or first suspends.
-    const inline_fork_run outer_run = std::exchange(this_thread_inline_fork, {child, false});
+    // `parked` is false here and after: only a child parking sets it, right before its resume() returns below.
+    ANYDEFER_ASSERT(!this_thread_inline_fork.parked);
+    const state_base* const outer_child = std::exchange(this_thread_inline_fork.child, child);
     child_handle.resume();
-    const bool parked = this_thread_inline_fork.parked;
-    this_thread_inline_fork = outer_run;
+    const bool parked = std::exchange(this_thread_inline_fork.parked, false);
+    this_thread_inline_fork.child = outer_child;
     // 4. Take the parent back if no other thread has.
     bool reclaimed = !offered;
     if constexpr (reclaiming_executor<Executor>) {
@@ -594,7 +605,7 @@ class fork_awaiter final : public task {
     auto& self = static_cast<fork_awaiter&>(t);
     // Resumed by another thread than the one that forked: the parent's deferred has escaped.
     if (self.mark_escaped_ != nullptr) self.mark_escaped_(self.parent_);
-    self.resume_.handle = self.parent_;
+    std::construct_at(&self.resume_, queued_resume{self.parent_, nullptr});
     resume_via_trampoline(&self.resume_);
   }
   // A rejection after execute() returned (an executor that refuses work later) resumes the parent too: it needs
@@ -610,8 +621,13 @@ class fork_awaiter final : public task {
   std::tuple<A&&...> args_;
   std::coroutine_handle<> parent_;
   void (*mark_escaped_)(std::coroutine_handle<>) noexcept = nullptr;
-  queued_resume resume_;
-  deferred<U> child_ = access::adopt<U>(nullptr);
+  // Made where first needed (child_ by await_suspend(), which always runs; resume_ by run()), not zeroed first.
+  union {
+    queued_resume resume_;  // trivially destructible
+  };
+  union {
+    deferred<U> child_;
+  };
 };
 
 template <class Executor, class U, class F, class... A>

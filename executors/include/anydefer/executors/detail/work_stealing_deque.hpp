@@ -101,14 +101,24 @@ class work_stealing_deque {
 
   // Removes the most recently pushed item only if it is `expected`: true if this call removed it, false if the
   // bottom item is another one, the deque is empty, or a thief took `expected` first. Owner thread only.
-  // Lock-free. Never allocates.
+  // Lock-free. Never allocates. One pass: a peek at the bottom slot in place of pop()'s empty check, then pop()'s
+  // reservation with the same orders (no second round of loads through pop()).
   [[gnu::always_inline]] bool pop_if(T expected) noexcept {
-    // relaxed: owner-private values; the slot at b - 1 was written by this thread and only thieves read it.
-    const std::int64_t b = bottom_.load(std::memory_order_relaxed);
-    if (b == top_.load(std::memory_order_relaxed)) return false;  // stale top_ only makes this a no-op, as in pop()
-    if (ring_.load(std::memory_order_relaxed)->slot(b - 1).load(std::memory_order_relaxed) != expected) return false;
-    // Only the owner moves bottom_, so pop() now takes slot b - 1 unless a thief wins it.
-    return pop() == expected;
+    // relaxed: owner-private values; the slot at b was written by this thread and only thieves read it.
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
+    // A stale top_ is only smaller, so "empty" is never wrong; a deque that a thief just emptied passes this
+    // check and is caught by the reservation below.
+    if (b < top_.load(std::memory_order_relaxed)) return false;
+    if (ring_.load(std::memory_order_relaxed)->slot(b).load(std::memory_order_relaxed) != expected) return false;
+    // The reservation of pop(): see there for the fence.
+    bottom_.store(b, std::memory_order_relaxed);
+    fence(std::memory_order_seq_cst);
+    std::int64_t t = top_.load(std::memory_order_relaxed);
+    if (t < b) return true;  // older items lie between the thieves and slot b: it is ours
+    const bool ours =
+        t == b && top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+    bottom_.store(b + 1, std::memory_order_relaxed);  // empty (t > b: a thief took it), or the last item settled
+    return ours;
   }
 
   // Removes and returns the oldest item, or nullptr if the deque looked empty or another thread won the race
