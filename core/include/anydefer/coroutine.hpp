@@ -367,11 +367,10 @@ class deferred_awaiter {
 template <class T>
 class coroutine_promise_base : public state<T>, public awaiting_slot, public escape_mark {
  public:
-  coroutine_promise_base() noexcept : state<T>(state_base::kind::coroutine, std::source_location::current()) {
-    // The handle get_return_object() gives out; the running coroutine keeps its state alive until it finishes
-    // with `driving`.
-    this->start_driving();
-  }
+  // The handle get_return_object() gives out; the running coroutine keeps its state alive until it finishes with
+  // `driving`.
+  coroutine_promise_base() noexcept
+      : state<T>(state_base::kind::coroutine, std::source_location::current(), state_base::driver::from_start) {}
 
   deferred<T> get_return_object() noexcept { return access::adopt<T>(static_cast<state<T>*>(this)); }
 

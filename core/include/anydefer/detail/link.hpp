@@ -316,12 +316,14 @@ class link final : public state<U>, public link_task<Scheduled> {
   // `upstream` may be null only for T = void: a submitted task that starts from nothing.
   template <class H>
   link(state<T>* upstream, H&& handler, std::source_location created_at) noexcept requires(!Scheduled)
-      : state<U>(state_base::kind::driven, created_at), upstream_(upstream), handler_(std::forward<H>(handler)) {
+      : state<U>(state_base::kind::driven, created_at, state_base::driver::from_start),
+        upstream_(upstream),
+        handler_(std::forward<H>(handler)) {
     init(upstream);
   }
   template <class H>
   link(state<T>* upstream, executor_ref ex, H&& handler, std::source_location created_at) noexcept requires(Scheduled)
-      : state<U>(state_base::kind::driven, created_at),
+      : state<U>(state_base::kind::driven, created_at, state_base::driver::from_start),
         link_task<true>(&task_operations, ex),
         upstream_(upstream),
         handler_(std::forward<H>(handler)) {
@@ -384,8 +386,8 @@ class link final : public state<U>, public link_task<Scheduled> {
 
  private:
   void init(state<T>* upstream) noexcept {
-    // The handle the caller gets; the link keeps itself alive until it publishes its result with `driving`.
-    this->start_driving();
+    // The handle the caller gets; the link keeps itself alive until it publishes its result with `driving` (set
+    // by the constructor).
     awaited_.store(upstream, std::memory_order_relaxed);
     if (upstream != nullptr) upstream->add_ref();
   }

@@ -155,7 +155,10 @@ class state_base : public continuation {
     coroutine,  // a driven state too: a deferred coroutine's promise, freed with its frame
   };
 
-  state_base(kind k, std::source_location created_at) noexcept : created_at_(created_at), kind_(k) {}
+  // A link or a coroutine starts with `driving` set (see "drivers" below): its driver keeps it alive from birth.
+  enum class driver : bool { none, from_start };
+  state_base(kind k, std::source_location created_at, driver d = driver::none) noexcept
+      : word_(d == driver::from_start ? driving : 0), created_at_(created_at), kind_(k) {}
 
   // States (and the frames of deferred coroutines, whose promise is a state) come from a per-thread cache.
   static void* operator new(std::size_t size) { return allocate_state(size); }
@@ -326,9 +329,6 @@ class state_base : public continuation {
     if ((w & driving) == 0) return;  // published already cleared it
     if ((w & orphaned) != 0) destroy_released(this);
   }
-
-  // A new link's or coroutine's state, before anything else can see it: its driver keeps it alive from now on.
-  void start_driving() noexcept { word_.store(driving, std::memory_order_relaxed); }
 
   // A driver that ends before anything but the caller's handle could see the state (a link never attached):
   // plain store.
