@@ -537,7 +537,11 @@ class fork_awaiter final : public task {
   template <class P>
   bool await_suspend(std::coroutine_handle<P> parent) noexcept {
     parent_ = parent;
-    if constexpr (std::is_base_of_v<escape_mark, P>) mark_escaped_ = &mark_escaped<P>;
+    if constexpr (std::is_base_of_v<escape_mark, P>) {
+      mark_escaped_ = &mark_escaped<P>;
+    } else {
+      mark_escaped_ = nullptr;
+    }
     // 1. Create the child, suspended at its start if it is a deferred coroutine (the first one created here).
     fork_request request;
     fork_request* const outer_request = std::exchange(this_thread_fork_request, &request);
@@ -618,9 +622,12 @@ class fork_awaiter final : public task {
   Executor& executor_;
   F&& f_;
   std::tuple<A&&...> args_;
-  std::coroutine_handle<> parent_;
-  void (*mark_escaped_)(std::coroutine_handle<>) noexcept = nullptr;
-  // Made where first needed (child_ by await_suspend(), which always runs; resume_ by run()), not zeroed first.
+  // Made where first needed (parent_, mark_escaped_ and child_ by await_suspend(), which always runs; resume_ by
+  // run()), not zeroed first.
+  union {
+    std::coroutine_handle<> parent_;  // a union member's lifetime starts with its (trivial) assignment
+  };
+  void (*mark_escaped_)(std::coroutine_handle<>) noexcept;
   union {
     queued_resume resume_;  // trivially destructible
   };
