@@ -438,9 +438,10 @@ class coroutine_promise_base : public state<T>, public awaiting_slot, public esc
   // and none at all if the coroutine never escaped.
   void complete() noexcept {
     if (!escaped) {
-      const bool published = this->publish_quietly_if_unshared();
-      ANYDEFER_ASSERT(published);  // its handle is still in the creating call: nobody else could have used it
-      if (published) return;
+      // It never suspended, so its handle is still in the call that creates it (get_return_object()'s, not yet
+      // returned): nobody could copy it, attach to it, wait on it or cancel it. publish_unshared() asserts so.
+      this->publish_unshared();
+      return;
     }
     this->complete_unclaimable();
   }
