@@ -394,11 +394,16 @@ class coroutine_promise_base : public state<T>, public awaiting_slot, public esc
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) noexcept {
       coroutine_promise_base& self = h.promise();
+      // A child of fork() counts as escaped from its start, so the common unescaped case need not look further.
+      if (!self.escaped) {
+        self.publish_unescaped();
+        return;
+      }
       if (this_thread_inline_fork.child == &self) {  // fork() is running us on this thread: it publishes
         this_thread_inline_fork.parked = true;
         return;
       }
-      self.complete();  // may free the frame: nothing after this touches it
+      self.complete_unclaimable();  // may free the frame: nothing after this touches it
     }
     void await_resume() const noexcept {}
   };
@@ -433,17 +438,14 @@ class coroutine_promise_base : public state<T>, public awaiting_slot, public esc
     return std::forward<A>(a);
   }
 
-  // Publishes the result stored by co_return / unhandled_exception and runs what follows. Nothing else claims a
-  // coroutine's state (it is not fired by hand and cancel() only forwards), so claim and publish are one RMW,
-  // and none at all if the coroutine never escaped.
-  void complete() noexcept {
-    if (!escaped) {
-      // It never suspended, so its handle is still in the call that creates it (get_return_object()'s, not yet
-      // returned): nobody could copy it, attach to it, wait on it or cancel it. publish_unshared() asserts so.
-      this->publish_unshared();
-      return;
-    }
-    this->complete_unclaimable();
+  // Publishes the result stored by co_return / unhandled_exception of a coroutine that never escaped: it never
+  // suspended, so its handle is still in the call that creates it (get_return_object()'s, not yet returned) and
+  // nobody could copy it, attach to it, wait on it or cancel it (publish_unshared() asserts so). Plain stores.
+  // An escaped one publishes with complete_unclaimable(): nothing else claims a coroutine's state (it is not
+  // fired by hand and cancel() only forwards), so claim and publish are one RMW.
+  void publish_unescaped() noexcept {
+    ANYDEFER_ASSERT(!escaped);
+    this->publish_unshared();
   }
 
   // The coroutine this promise belongs to (the promise is a coroutine_promise<T>, which is final).
