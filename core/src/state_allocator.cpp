@@ -72,11 +72,11 @@ thread_local cache_owner owner;
 
 bool use_cache() noexcept { return compiled_in && !this_thread.gone && enabled.load(std::memory_order_relaxed); }
 
-cache_owner::~cache_owner() {
+// Gives every block this thread caches back to the heap and leaves no room: its fast paths miss from now on.
+void empty_this_thread() noexcept {
   lists& tc = this_thread;
-  tc.gone = true;
   for (std::size_t c = 0; c < classes; ++c) {
-    tc.room[c] = 0;  // first: a free from here on goes to the heap
+    tc.room[c] = 0;  // first: a free from here on goes to the slow path
     for (free_block** list : {&tc.head[c], &tc.spare[c]}) {
       while (free_block* b = *list) {
         *list = b->next;
@@ -84,6 +84,11 @@ cache_owner::~cache_owner() {
       }
     }
   }
+}
+
+cache_owner::~cache_owner() {
+  this_thread.gone = true;
+  empty_this_thread();
 }
 
 }  // namespace
@@ -135,7 +140,12 @@ void state_cache::deallocate_slow(void* p, std::size_t size) noexcept {
 }
 
 bool set_state_cache_enabled(bool enabled) noexcept {
-  return state_cache::enabled.exchange(enabled, std::memory_order_relaxed);
+  const bool was = state_cache::enabled.exchange(enabled, std::memory_order_relaxed);
+  // The fast paths do not read `enabled`: empty this thread's lists and take away their room, so that they miss
+  // and the slow paths (which do read it) take every allocation and free. Turned on again, the slow paths refill
+  // them as after a first use.
+  if (!enabled && compiled_in) empty_this_thread();
+  return was;
 }
 
 }  // namespace anydefer::detail

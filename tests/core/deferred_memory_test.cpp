@@ -54,6 +54,26 @@ TEST(DeferredMemoryTest, CountingAllocatorSeesAllocations) {
   EXPECT_EQ(counter.deallocations(), 1);
 }
 
+// The state cache's fast paths do not read the on/off setting: turning it off must empty the calling thread's
+// cache and leave it no room, or a block cached just before would be handed out (and a freed one kept) uncounted.
+TEST(DeferredMemoryTest, TurningTheStateCacheOffEmptiesThisThreadsCache) {
+  for (int round = 0; round < 2; ++round) {  // the second round after the cache was on again, and refilled
+    {
+      deferred<int> warm;  // freed at once: with the cache on, its block stays in this thread's cache
+      warm.callback(1);
+      EXPECT_EQ(warm.get(), 1);
+    }
+    allocation_counter counter;
+    {
+      deferred<int> d;
+      d.callback(2);
+      EXPECT_EQ(d.get(), 2);
+    }
+    EXPECT_EQ(counter.allocations(), 1);
+    EXPECT_EQ(counter.deallocations(), 1);
+  }
+}
+
 TEST(DeferredMemoryTest, NewDeferredAllocatesOnce) {
   allocation_counter counter;
 

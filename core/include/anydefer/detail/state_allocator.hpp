@@ -73,7 +73,10 @@ struct lists {
   bool gone = false;
 };
 inline constinit thread_local lists this_thread{};
-inline std::atomic<bool> enabled{true};  // relaxed: a test flips it while no state is being made
+// Read by the slow paths only (relaxed: a test flips it while no state is being made): turning the cache off
+// empties the calling thread's lists, so that its fast paths miss and come to the slow ones (see
+// set_state_cache_enabled()).
+inline std::atomic<bool> enabled{true};
 
 void* allocate_slow(std::size_t size);
 void deallocate_slow(void* p, std::size_t size) noexcept;
@@ -86,7 +89,7 @@ inline void* allocate_state(std::size_t size) {
   if constexpr (state_cache::compiled_in) {
     const std::size_t c = state_cache::class_of(size);
     state_cache::lists& tc = state_cache::this_thread;
-    if (c < state_cache::classes && state_cache::enabled.load(std::memory_order_relaxed)) {
+    if (c < state_cache::classes) {
       if (state_cache::free_block* b = tc.head[c]) {
         tc.head[c] = b->next;
         ++tc.room[c];
@@ -107,7 +110,7 @@ inline void deallocate_state(void* p, std::size_t size) noexcept {
   if constexpr (state_cache::compiled_in) {
     const std::size_t c = state_cache::class_of(size);
     state_cache::lists& tc = state_cache::this_thread;
-    if (c < state_cache::classes && tc.room[c] != 0 && state_cache::enabled.load(std::memory_order_relaxed)) {
+    if (c < state_cache::classes && tc.room[c] != 0) {
       tc.head[c] = ::new (p) state_cache::free_block{tc.head[c], nullptr};
       --tc.room[c];
       return;
@@ -116,8 +119,13 @@ inline void deallocate_state(void* p, std::size_t size) noexcept {
   state_cache::deallocate_slow(p, size);
 }
 
-// Turns the caches of every thread on or off (for tests that count heap allocations); returns the old setting.
-// Blocks already cached stay until their thread frees or exits. Thread-safe.
+// Turns the state cache on or off, for tests and benchmarks that count heap allocations; returns the old setting.
+// Off: the calling thread's cache is emptied (its blocks go back to the heap) and, until the cache is on again,
+// every allocation and free on it goes to the heap, as on any thread that starts meanwhile. A thread that already
+// holds cached blocks (or room for them) keeps using them until they run out, so counting across threads must
+// start the threads it counts after turning the cache off. The fast paths do not read the setting (it would cost
+// each allocation and free a load and a branch): an empty list and no room send them to the slow paths, which do.
+// Thread-safe.
 bool set_state_cache_enabled(bool enabled) noexcept;
 
 }  // namespace anydefer::detail
