@@ -597,7 +597,7 @@ class fork_awaiter final : public task {
 
  private:
   static void publish_parked(state_base& child, bool returned) noexcept {
-    if (returned && child.publish_quietly_if_unshared()) return;
+    if (returned && child.publish_unshared_if_sole_handle()) return;
     child.complete_unclaimable();
   }
 

@@ -478,20 +478,21 @@ class state_base : public continuation {
     run_continuations({next, this});
   }
 
-  // Publishes a state that nobody but its driver can reach yet (its only handle not handed out, no consumer, no
-  // waiter): plain stores, no locked instruction. Returns false, having done nothing, if the counts or the word
-  // say otherwise. The caller must know that no other thread can be touching the state; this checks only that
-  // nothing on this thread has given it away.
-  bool publish_quietly_if_unshared() noexcept {
-    // relaxed: by the caller's precondition nothing else writes these words now.
+  // Publishes, with plain stores and no locked instruction, a state whose result is written and whose one handle
+  // the caller holds and has not used (no consumer attached through it, nobody waits on it), if that handle is
+  // its only owner: then nothing can have reached the state, since a consumer, a waiter or a canceller owns a
+  // handle or a reference of its own. Returns false, having done nothing, if another owner exists. The caller
+  // must know that no other thread can be touching the counts; this checks only that nothing on this thread
+  // copied the handle or took a reference.
+  bool publish_unshared_if_sole_handle() noexcept {
+    // relaxed: by the caller's precondition nothing else writes the counts now.
     if (counts_.load(std::memory_order_relaxed) != handle_unit) return false;
-    if (word_.load(std::memory_order_relaxed) != driving) return false;
     publish_unshared();
     return true;
   }
 
-  // publish_quietly_if_unshared() for a caller that knows the state is unshared (its one handle not handed out,
-  // no consumer, no waiter) and that its result is written.
+  // For a caller that knows the state is unshared (its one handle not handed out, no consumer, no waiter) and that
+  // its result is written.
   void publish_unshared() noexcept {
     ANYDEFER_ASSERT(counts_.load(std::memory_order_relaxed) == handle_unit &&
                     word_.load(std::memory_order_relaxed) == driving);
