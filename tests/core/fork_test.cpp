@@ -153,6 +153,51 @@ deferred<int> child_throwing() {
   co_return 0;
 }
 
+// A child that fork() runs can park (reach its end without publishing, for fork() to publish) inside a loop of
+// resumptions it started itself: its await of a deferred that breaks at once resumes it right there, and what it
+// fires meanwhile queues another coroutine on that loop, which runs after the child parked and before the outer
+// fork() reads that it did. If that coroutine forks too, its own fork() must not take the parking for its child's,
+// nor let the outer fork() lose it.
+deferred<int> child_parking_in_its_own_loop(deferred<int> breaks_at_once, deferred<int> wakes_other) {
+  try {
+    co_await std::move(breaks_at_once);  // its last handle: broken_deferred_error resumes us inside this await
+  } catch (const anydefer::broken_deferred_error&) {
+  }
+  wakes_other.callback(1);  // queues `other` on the loop we are in
+  co_return 10;
+}
+
+deferred<int> child_that_suspends(deferred<int> gate) { co_return co_await gate + 1; }
+
+template <class Executor>
+deferred<int> forks_once_woken(Executor& ex, deferred<int> wake, deferred<int> gate) {
+  co_await wake;
+  deferred<int> inner = co_await anydefer::fork(ex, child_that_suspends, gate);
+  co_return co_await std::move(inner);
+}
+
+template <class Executor>
+deferred<int> forks_the_parking_child(Executor& ex, deferred<int> breaks_at_once, deferred<int> wakes_other) {
+  deferred<int> left =
+      co_await anydefer::fork(ex, child_parking_in_its_own_loop, std::move(breaks_at_once), std::move(wakes_other));
+  co_return co_await std::move(left);
+}
+
+TEST(ForkTest, AForkOnTheLoopOfAParkedChildKeepsBothParkingsApart) {
+  reclaiming_queue_executor ex;
+  deferred<int> wake;
+  deferred<int> gate;
+  deferred<int> other = forks_once_woken(ex, wake, gate);
+  deferred<int> outer = forks_the_parking_child(ex, deferred<int>(), wake);
+  EXPECT_EQ(ex.reclaimed, 2);  // both callers went on in place
+  ASSERT_TRUE(outer.fired());  // the outer fork() published its parked child
+  EXPECT_EQ(outer.get(), 10);
+  EXPECT_FALSE(other.fired());  // the inner child still waits on `gate`: nothing published it
+  gate.callback(4);
+  ASSERT_TRUE(other.fired());
+  EXPECT_EQ(other.get(), 5);
+}
+
 TEST(ForkTest, ChildFailureIsThrownAtTheJoinWhetherOrNotTheParentWasTaken) {
   reclaiming_queue_executor reclaiming;
   queue_executor taking;

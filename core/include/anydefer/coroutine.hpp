@@ -111,7 +111,7 @@ inline constinit thread_local fork_request* this_thread_fork_request = nullptr;
 // Set while fork() runs its child on this thread: if the child reaches its end right there, it parks at its
 // final suspension without publishing, and fork() publishes it, with plain stores when nobody else took the
 // caller's continuation. Thread-local, so a child resumed later on any thread (after fork() returned) completes
-// as usual. `parked` is true only from the child's parking to fork() reading it, which clears it again.
+// as usual.
 struct inline_fork_run {
   const state_base* child = nullptr;
   bool parked = false;
@@ -532,8 +532,7 @@ class fork_awaiter final : public task {
       : task(&operations_), executor_(ex), f_(std::forward<F>(f)), args_(std::move(args)) {}
   fork_awaiter(const fork_awaiter&) = delete;
   fork_awaiter& operator=(const fork_awaiter&) = delete;
-  // await_suspend() always ran (await_ready() is false) and made child_; await_resume() may have emptied it.
-  ~fork_awaiter() { child_.~deferred<U>(); }
+  ~fork_awaiter() = default;
 
   bool await_ready() const noexcept { return false; }
 
@@ -548,6 +547,7 @@ class fork_awaiter final : public task {
     // 1. Create the child, suspended at its start if it is a deferred coroutine (the first one created here).
     fork_request request;
     fork_request* const outer_request = std::exchange(this_thread_fork_request, &request);
+    // Made in child_'s place, not move-assigned: the empty deferred there has nothing to let go of.
     try {
       std::construct_at(&child_, std::apply(static_cast<F&&>(f_), std::move(args_)));
     } catch (...) {
@@ -570,11 +570,12 @@ class fork_awaiter final : public task {
       offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
     }
     // 3. Run the child here, now, until it finishes or first suspends.
-    // `parked` is false here and after: only a child parking sets it, right before its resume() returns below.
-    ANYDEFER_ASSERT(!this_thread_inline_fork.parked);
+    // The outer run's `parked` may be set: a child that parked inside a loop of resumptions it started itself
+    // (resume_via_trampoline) is still in that loop, which may resume a coroutine that forks, here.
     const state_base* const outer_child = std::exchange(this_thread_inline_fork.child, child);
+    const bool outer_parked = std::exchange(this_thread_inline_fork.parked, false);
     child_handle.resume();
-    const bool parked = std::exchange(this_thread_inline_fork.parked, false);
+    const bool parked = std::exchange(this_thread_inline_fork.parked, outer_parked);
     this_thread_inline_fork.child = outer_child;
     // 4. Take the parent back if no other thread has.
     bool reclaimed = !offered;
@@ -625,8 +626,7 @@ class fork_awaiter final : public task {
   Executor& executor_;
   F&& f_;
   std::tuple<A&&...> args_;
-  // Made where first needed (parent_, mark_escaped_ and child_ by await_suspend(), which always runs; resume_ by
-  // run()), not zeroed first.
+  // Written before they are read, not zeroed first: parent_ and mark_escaped_ by await_suspend(), resume_ by run().
   union {
     std::coroutine_handle<> parent_;  // a union member's lifetime starts with its (trivial) assignment
   };
@@ -634,9 +634,9 @@ class fork_awaiter final : public task {
   union {
     queued_resume resume_;  // trivially destructible
   };
-  union {
-    deferred<U> child_;
-  };
+  // Empty until await_suspend() makes the child's deferred here. An awaiter destroyed without being suspended on
+  // (a foreign coroutine's await_transform may skip that) lets go of nothing.
+  deferred<U> child_ = access::adopt<U>(nullptr);
 };
 
 template <class Executor, class U, class F, class... A>

@@ -479,15 +479,16 @@ class state_base : public continuation {
   }
 
   // Publishes, with plain stores and no locked instruction, a state whose result is written and whose one handle
-  // the caller holds and has not used (no consumer attached through it, nobody waits on it), if that handle is
-  // its only owner: then nothing can have reached the state, since a consumer, a waiter or a canceller owns a
-  // handle or a reference of its own. Returns false, having done nothing, if another owner exists. The caller
-  // must know that no other thread can be touching the counts; this checks only that nothing on this thread
-  // copied the handle or took a reference.
+  // the caller holds, if that handle is its only owner. Returns false, having done nothing, if another owner
+  // exists. The caller must know that no other thread can be touching the state; this checks only that nothing
+  // on this thread copied the handle or took a reference (a consumer does). What can reach the word through the
+  // one handle without a count is a wait, and one that has returned (timed out) leaves its `waiting` mark with
+  // nobody waiting: the word holds `driving` and at most that mark, and the publish overwrites both.
   bool publish_unshared_if_sole_handle() noexcept {
-    // relaxed: by the caller's precondition nothing else writes the counts now.
+    // relaxed: by the caller's precondition nothing else writes these words now.
     if (counts_.load(std::memory_order_relaxed) != handle_unit) return false;
-    publish_unshared();
+    ANYDEFER_ASSERT((word_.load(std::memory_order_relaxed) & ~waiting) == driving);
+    word_.store(claimed | ready, std::memory_order_relaxed);  // and the driver leaves
     return true;
   }
 
