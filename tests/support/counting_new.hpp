@@ -9,9 +9,11 @@
 //                      few instructions per allocation and no atomic operation (benchmarks stay honest).
 //   all_threads_scope  "did these threads free everything they allocated?": totals over every thread while the
 //                      scope lives, in relaxed atomics (read them after joining the threads, which orders them).
-// Both turn anydefer's per-thread state cache off while they live, so that every deferred state is a real heap
-// allocation to count (a state parked in a thread's cache would otherwise look like a leak, or like no
-// allocation at all). The replacement allocates with malloc, so AddressSanitizer still tracks every block.
+// Both turn anydefer's state cache off while they live, so that every deferred state is a real heap allocation to
+// count (a state parked in a thread's cache would otherwise look like a leak, or like no allocation at all).
+// Turning it off empties the calling thread's cache; a thread started after that caches nothing, but one started
+// before keeps what it cached, so all_threads_scope counts exactly only threads started inside it. The replacement
+// allocates with malloc, so AddressSanitizer still tracks every block.
 #pragma once
 
 #include <anydefer/detail/state_allocator.hpp>
@@ -60,7 +62,8 @@ inline void counted_free(void* p) noexcept {
   std::free(p);
 }
 
-// anydefer's state cache off for the lifetime of the object (set_state_cache_enabled is process-wide).
+// anydefer's state cache off for the lifetime of the object (see set_state_cache_enabled: the calling thread's
+// cache is emptied, threads started meanwhile cache nothing).
 class state_cache_off {
  public:
   state_cache_off() noexcept : was_on_(anydefer::detail::set_state_cache_enabled(false)) {}

@@ -60,9 +60,11 @@ struct free_block {
 // an owner object that the slow path constructs (and so registers for destruction) the first time.
 //
 // room[c] is how many more blocks the current magazine of class c takes: max_cached[c] minus the blocks on
-// head[c]. It is 0 until this thread's owner is registered and again once the cache is gone, so the fast free
-// tests one word for all three conditions; the fast allocation needs no test of its own either, since head[c]
-// stays null once the cache is gone (only the slow paths refill it, and they check).
+// head[c]. It is 0 until this thread's owner is registered, once the cache is gone, and from the moment the
+// cache is turned off (its lists are emptied then) until the next free after it is turned on again, so the fast
+// free tests one word for every condition; the fast allocation needs no test of its own either, since head[c]
+// stays null in all those cases (only the slow paths refill it, and they check). Right after the cache is turned
+// on again a class may have room 0 and an empty list: the next slow free starts a new magazine.
 struct lists {
   free_block* head[classes] = {};
   std::size_t room[classes] = {};
