@@ -532,7 +532,6 @@ class fork_awaiter final : public task {
       : task(&operations_), executor_(ex), f_(std::forward<F>(f)), args_(std::move(args)) {}
   fork_awaiter(const fork_awaiter&) = delete;
   fork_awaiter& operator=(const fork_awaiter&) = delete;
-  ~fork_awaiter() = default;
 
   bool await_ready() const noexcept { return false; }
 
