@@ -75,50 +75,24 @@ class work_stealing_deque {
     // relaxed: owner-private values.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     ring* r = ring_.load(std::memory_order_relaxed);
-    // relaxed store, then the seq_cst fence: reserving slot b must be globally ordered before we read top_, and
-    // a thief's read of bottom_ is ordered after its read of top_ by its own seq_cst fence; the two fences make
-    // it impossible for both the owner and a thief to believe they own the last item.
-    bottom_.store(b, std::memory_order_relaxed);
-    fence(std::memory_order_seq_cst);
-    // relaxed: ordered by the fence above.
-    std::int64_t t = top_.load(std::memory_order_relaxed);
-    if (t > b) {  // was empty: undo the reservation
-      bottom_.store(b + 1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    // relaxed would do (our own store), acquire keeps the TSan-visible pairing uniform; free on x86.
-    T item = r->slot(b).load(std::memory_order_acquire);
-    if (t == b) {
-      // The last item: race the thieves for it through top_. seq_cst on success as in the paper (it is a
-      // synchronisation point with the thieves' CAS); relaxed on failure since we then return nothing.
-      if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
-        item = nullptr;  // a thief took it
-      }
-      bottom_.store(b + 1, std::memory_order_relaxed);
-    }
-    return item;
+    if (!take_bottom(b)) return nullptr;
+    // relaxed would do (our own store, and slot b is ours now), acquire keeps the TSan-visible pairing uniform;
+    // free on x86.
+    return r->slot(b).load(std::memory_order_acquire);
   }
 
   // Removes the most recently pushed item only if it is `expected`: true if this call removed it, false if the
   // bottom item is another one, the deque is empty, or a thief took `expected` first. Owner thread only.
   // Lock-free. Never allocates. One pass: a peek at the bottom slot in place of pop()'s empty check, then pop()'s
-  // reservation with the same orders (no second round of loads through pop()).
+  // reservation (no second round of loads through pop()).
   [[gnu::always_inline]] bool pop_if(T expected) noexcept {
     // relaxed: owner-private values; the slot at b was written by this thread and only thieves read it.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     // A stale top_ is only smaller, so "empty" is never wrong; a deque that a thief just emptied passes this
-    // check and is caught by the reservation below.
+    // check and is caught by the reservation.
     if (b < top_.load(std::memory_order_relaxed)) return false;
     if (ring_.load(std::memory_order_relaxed)->slot(b).load(std::memory_order_relaxed) != expected) return false;
-    // The reservation of pop(): see there for the fence.
-    bottom_.store(b, std::memory_order_relaxed);
-    fence(std::memory_order_seq_cst);
-    std::int64_t t = top_.load(std::memory_order_relaxed);
-    if (t < b) return true;  // older items lie between the thieves and slot b: it is ours
-    const bool ours =
-        t == b && top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
-    bottom_.store(b + 1, std::memory_order_relaxed);  // empty (t > b: a thief took it), or the last item settled
-    return ours;
+    return take_bottom(b);
   }
 
   // Removes and returns the oldest item, or nullptr if the deque looked empty or another thread won the race
@@ -158,6 +132,27 @@ class work_stealing_deque {
   bool empty_approx() const noexcept { return size_approx() == 0; }
 
  private:
+  // pop()'s and pop_if()'s reservation of slot b, the bottom item (b = bottom_ - 1, and b >= top_ as last seen):
+  // true if slot b is now the caller's, false if the deque turned out empty or a thief took the last item.
+  // Forced inline: both callers are on the fork-join path, where a call would cost as much as the work.
+  [[gnu::always_inline]] bool take_bottom(std::int64_t b) noexcept {
+    // relaxed store, then the seq_cst fence: reserving slot b must be globally ordered before we read top_, and
+    // a thief's read of bottom_ is ordered after its read of top_ by its own seq_cst fence; the two fences make
+    // it impossible for both the owner and a thief to believe they own the last item.
+    bottom_.store(b, std::memory_order_relaxed);
+    fence(std::memory_order_seq_cst);
+    // relaxed: ordered by the fence above.
+    std::int64_t t = top_.load(std::memory_order_relaxed);
+    if (t < b) return true;  // older items lie between the thieves and slot b: it is ours
+    // The last item (t == b): race the thieves for it through top_. seq_cst on success as in the paper (it is a
+    // synchronisation point with the thieves' CAS); relaxed on failure since we then take nothing. t > b: a
+    // thief emptied the deque since the caller looked.
+    const bool ours =
+        t == b && top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+    bottom_.store(b + 1, std::memory_order_relaxed);  // undo the reservation: empty, or the last item settled
+    return ours;
+  }
+
   struct ring {
     explicit ring(std::int64_t cap) : capacity(cap), mask(cap - 1), slots(new std::atomic<T>[cap]) {}
     std::atomic<T>& slot(std::int64_t i) noexcept { return slots[i & mask]; }
