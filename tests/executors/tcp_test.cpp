@@ -448,6 +448,26 @@ TEST_F(TcpConnection, ClosingAStreamFailsItsPendingReadWithEcanceled) {
   EXPECT_EQ(eof.get(), 0U);
 }
 
+// The common shape of a timeout: close() fails the pending read, and the read's errback frees the connection,
+// handle included, before close() has returned. Under AddressSanitizer this used freed memory until close() held
+// the stream for its own duration.
+TEST_F(TcpConnection, ACloseWhoseFailedReadDestroysTheStreamIsSafe) {
+  std::string buf(8, '\0');
+  int failed_with = 0;
+  on_loop(loop, [&] {
+    auto* connection = new tcp_stream(std::move(server_side));
+    connection->read_some(bytes(buf)).add_errback([&failed_with, connection](const anydefer::failure& f) {
+      failed_with = errno_of(anydefer::fail<std::size_t>(f));
+      delete connection;  // NOLINT(cppcoreguidelines-owning-memory): the connection goes with its read
+      return std::size_t{0};
+    });
+    connection->close();
+  });
+  EXPECT_EQ(failed_with, ECANCELED);
+  deferred<std::size_t> eof = on_loop(loop, [&] { return anydefer::succeed(client.read_some(bytes(buf))); });
+  EXPECT_EQ(eof.get(), 0U);
+}
+
 TEST(Tcp, AStreamDestroyedOffTheLoopThreadIsClosedThere) {
   anydefer::reactor loop;
   loop.start();

@@ -298,7 +298,12 @@ template <class Core>
 void close_handle(Core*& core) noexcept {
   if (core == nullptr) return;
   if (core->loop().running_in_this_thread()) {
-    core->close_here();
+    // Held across the close: failing the pending operations runs their continuations here, and one of them may
+    // destroy this very handle (a connection freed by its read's errback) while close_here() still runs.
+    Core* const held = core;
+    held->retain();
+    held->close_here();
+    held->release();
   } else {
     std::exchange(core, nullptr)->close_and_release();
   }
