@@ -70,14 +70,16 @@ std::string fd_message(const char* what, int fd) {
   return std::string("anydefer::reactor: ") + what + " fd " + std::to_string(fd);
 }
 
-// epoll_pwait2 (Linux 5.11) takes a timespec; where the kernel refuses it, epoll_wait with the timeout rounded up
-// to whole milliseconds (a timer then fires up to 1 ms late, never early).
+// epoll_pwait2 (Linux 5.11) takes a timespec; where it is refused, epoll_wait with the timeout rounded up to
+// whole milliseconds (a timer then fires up to 1 ms late, never early). Refused: ENOSYS from an older kernel, or
+// EPERM from a seccomp filter that does not know the call (container runtimes' default profiles answer unknown
+// system calls so), which would otherwise fail every wait and leave the loop spinning, deaf to its sockets.
 std::atomic<bool> pwait2_refused{false};
 
 int wait_for_events(int epoll_fd, epoll_event* events, int capacity, const timespec* timeout) noexcept {
   if (!pwait2_refused.load(std::memory_order_relaxed)) {
     const int n = ::epoll_pwait2(epoll_fd, events, capacity, timeout, nullptr);
-    if (n >= 0 || errno != ENOSYS) return n;
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
     pwait2_refused.store(true, std::memory_order_relaxed);
   }
   int ms = -1;
@@ -622,7 +624,7 @@ bool reactor::try_execute(task& t) noexcept {
 }
 
 timer_id reactor::schedule_after(std::chrono::nanoseconds delay, task& t) noexcept {
-  return schedule_at(clock::now() + delay, t);
+  return schedule_at(deadline_after(clock::now(), delay), t);
 }
 
 timer_id reactor::schedule_at(time_point deadline, task& t) noexcept {
@@ -676,6 +678,9 @@ void reactor::stop() noexcept {
 
 void reactor::join() noexcept {
   impl& p = *impl_;
+  // The loop never joins itself, and must not wait for the lock either: another thread may hold it while it
+  // joins this very loop (its stop()), which then waits for a task here that called stop() too.
+  if (current_loop == &p) return;
   std::lock_guard<std::mutex> lock(p.thread_mutex);
   if (p.thread.joinable() && p.thread.get_id() != std::this_thread::get_id()) p.thread.join();
 }

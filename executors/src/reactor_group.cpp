@@ -27,6 +27,11 @@ reactor_group::~reactor_group() { stop(); }
 
 void reactor_group::stop() noexcept {
   for (auto& r : shards_) r->request_stop();  // all drain in parallel
+  // On a shard's own thread, joining the others could wait forever: one of them may be running a stop() of its
+  // own that waits for this shard. The destructor, which never runs on a shard, joins them all.
+  for (auto& r : shards_) {
+    if (r->running_in_this_thread()) return;
+  }
   for (auto& r : shards_) r->join();
 }
 

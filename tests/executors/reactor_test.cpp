@@ -246,6 +246,23 @@ TEST(ReactorTest, StopFromOwnTaskRunsQueuedWorkAndRejectsPendingTimers) {
   EXPECT_EQ(timer.runs.load(), 0);
 }
 
+// Another thread's stop() joins the loop while a task there calls stop() too: the loop's own stop() must return
+// at once rather than wait for the other's join (it deadlocked, each waiting for the other).
+TEST(ReactorTest, StopOnTheLoopWhileAnotherThreadJoinsItReturns) {
+  anydefer::reactor r;
+  std::atomic<bool> outside_stopping{false};
+  counting_task stopper([&] {
+    while (!outside_stopping.load()) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);  // the other thread is inside its join() by now
+    r.stop();
+  });
+  r.start();
+  r.execute(stopper);
+  outside_stopping = true;
+  r.stop();
+  EXPECT_EQ(stopper.runs.load(), 1);
+}
+
 TEST(ReactorTest, TryExecuteAfterStopRefusesWithoutTouchingTheTask) {
   anydefer::reactor r;
   r.start();
@@ -617,6 +634,28 @@ TEST(ReactorGroupTest, PinnedShardsRunOnTheirCpus) {
   }
   group.stop();
   for (std::size_t i = 0; i < group.size(); ++i) EXPECT_EQ(cpus[i].load(), static_cast<int>(i));
+}
+
+// Two shards stop their group at the same moment: neither may wait for the other (each joined the other and
+// both waited forever); the group's destructor joins them.
+TEST(ReactorGroupTest, ShardsStoppingTheGroupAtOnceDoNotWaitForEachOther) {
+  auto group = std::make_unique<anydefer::reactor_group>(2);
+  anydefer::reactor_group* const shared = group.get();  // the tasks may still run while the destructor does
+  std::atomic<int> arrived{0};
+  auto stop_group = [&arrived, shared] {
+    arrived.fetch_add(1);
+    while (arrived.load() < 2) std::this_thread::yield();
+    shared->stop();
+  };
+  counting_task on_first(stop_group);
+  counting_task on_second(stop_group);
+  group->shard(0).execute(on_first);
+  group->shard(1).execute(on_second);
+  while (arrived.load() < 2) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);  // both shards are inside stop() by now
+  group.reset();
+  EXPECT_EQ(on_first.runs.load(), 1);
+  EXPECT_EQ(on_second.runs.load(), 1);
 }
 
 TEST(ReactorGroupTest, StopRejectsLaterWorkOnEveryShard) {

@@ -21,7 +21,8 @@
 // calls are rejected inline). The group must outlive every user of its shards.
 //
 // Thread-safety: shard() and size() are thread-safe; stop() may be called from any thread, including a shard's
-// own thread (that shard is then joined by the destructor).
+// own thread: there it only asks every shard to stop and returns (it joins none, since another shard may be
+// waiting for this one in a stop() of its own), and the destructor joins them all.
 #pragma once
 
 #include <cstddef>
@@ -51,7 +52,8 @@ class reactor_group {
 
   std::size_t size() const noexcept { return shards_.size(); }
 
-  // Asks every shard to stop, then joins them all (except the calling thread's own shard). Thread-safe.
+  // Asks every shard to stop, then joins them all; on a shard's own thread it only asks (see the file comment).
+  // Thread-safe.
   void stop() noexcept;
 
  private:
