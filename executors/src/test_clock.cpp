@@ -35,7 +35,7 @@ timer_id test_clock::schedule_after(std::chrono::nanoseconds delay, task& t) noe
       failure = std::make_exception_ptr(executor_stopped_error("anydefer: test_clock is being destroyed"));
     } else {
       try {
-        return timer_id{timers_.insert(now_ + delay, t)};
+        return timer_id{timers_.insert(deadline_after(now_, delay), t)};
       } catch (...) {
         failure = std::current_exception();
       }

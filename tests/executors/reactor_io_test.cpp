@@ -2,13 +2,19 @@
 // threads, timeouts, forget_fd(), stop with waits pending, and that sockets, timers and tasks share one loop fairly.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -96,6 +102,45 @@ TEST(ReactorIo, WaitReadableFiresOnTheLoopThreadWhenDataArrives) {
   seen.get();
   EXPECT_TRUE(on_loop_thread);
   EXPECT_EQ(p.read_a(), "x");  // waiting took nothing from the socket
+}
+
+#ifdef __NR_epoll_pwait2
+// In a child process: refuses epoll_pwait2 alone with EPERM through a seccomp filter, then exits 0 if a reactor
+// still hears a socket become readable, 1 if not.
+[[noreturn]] void hear_a_socket_with_epoll_pwait2_refused() {
+  // NOLINTNEXTLINE(cppcoreguidelines-avoid-c-arrays): the kernel's layout
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    std::fputs("no seccomp filters here: nothing to prove\n", stderr);
+    std::_Exit(0);
+  }
+  int fds[2];  // NOLINT(cppcoreguidelines-avoid-c-arrays)
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) std::_Exit(2);
+  anydefer::reactor loop;
+  loop.start();  // its thread starts under the filter
+  anydefer::deferred<void> ready = loop.wait_readable(fds[0]);
+  std::this_thread::sleep_for(20ms);  // the loop sleeps in epoll by now
+  if (::write(fds[1], "x", 1) != 1) std::_Exit(3);
+  std::_Exit(ready.wait_for(5s) ? 0 : 1);
+}
+#endif
+
+// Container runtimes' seccomp profiles answer a system call they do not know with EPERM. A reactor whose
+// epoll_pwait2 is refused so must fall back to epoll_wait and still hear its sockets (it spun, deaf to them,
+// when only ENOSYS made it fall back).
+TEST(ReactorIoDeathTest, AReactorWhoseEpollPwait2IsRefusedWithEpermStillHearsItsSockets) {
+#ifdef __NR_epoll_pwait2
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(hear_a_socket_with_epoll_pwait2_refused(), testing::ExitedWithCode(0), "");
+#else
+  GTEST_SKIP() << "this system's headers do not know epoll_pwait2";
+#endif
 }
 
 TEST(ReactorIo, ALevelTriggeredWaitFiresAtOnceForDataAlreadyThereAndAgainWhileItStays) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "anydefer/anydefer.hpp"
@@ -90,6 +91,18 @@ TEST(TestClockTest, CancelTimerTakesTheTaskBack) {
   EXPECT_FALSE(clock.cancel_timer(id));
   clock.advance(2s);
   EXPECT_TRUE(log.empty());
+}
+
+// nanoseconds::max() is the usual "never": the deadline is the latest time there is, not an overflowed sum in the
+// past (which fired at once).
+TEST(TestClockTest, ADelayOfNanosecondsMaxNeverComesDue) {
+  test_clock clock(test_clock::time_point{} + 1h);
+  std::vector<std::string> log;
+  recording_task never(clock, log, "never");
+  const anydefer::timer_id id = clock.schedule_after(std::chrono::nanoseconds::max(), never);
+  clock.advance(24h);
+  EXPECT_TRUE(log.empty());
+  EXPECT_TRUE(clock.cancel_timer(id));
 }
 
 TEST(TestClockTest, NegativeStepIsInvalidArgument) {
@@ -304,6 +317,20 @@ TEST(AddTimeoutOnTestClockTest, ClockDestroyedBeforeTheTimeoutCancelsWithExecuto
   clock.reset();
   EXPECT_EQ(cancels, 1);
   EXPECT_THROW(guarded.get(), anydefer::executor_stopped_error);
+}
+
+TEST(ReactorTimerTest, ADelayOfNanosecondsMaxNeverComesDue) {
+  anydefer::reactor loop;
+  loop.start();
+  test_clock unused;
+  std::vector<std::string> log;
+  recording_task never(unused, log, "never");
+  const anydefer::timer_id id = loop.schedule_after(std::chrono::nanoseconds::max(), never);
+  anydefer::submit(loop, [] {}).get();
+  std::this_thread::sleep_for(20ms);
+  anydefer::submit(loop, [] {}).get();  // the loop went round after the delay: a due timer would have run
+  EXPECT_TRUE(loop.cancel_timer(id));
+  EXPECT_TRUE(log.empty());
 }
 
 TEST(AddTimeoutOnReactorTest, StoppingTheReactorCancelsTheGuardedDeferredWithExecutorStopped) {

@@ -53,6 +53,14 @@ class timer_service {
   // Takes back the timer `id` if it has not been handed to run or reject yet; see the contract above.
   virtual bool cancel_timer(timer_id id) noexcept = 0;
 
+  // `now + delay`, clamped to the clock's range instead of overflowing: nanoseconds::max(), the usual "never", is
+  // the latest time there is, not a wrapped one in the past (which would fire at once).
+  static time_point deadline_after(time_point now, std::chrono::nanoseconds delay) noexcept {
+    if (delay > std::chrono::nanoseconds::zero() && delay > time_point::max() - now) return time_point::max();
+    if (delay < std::chrono::nanoseconds::zero() && delay < time_point::min() - now) return time_point::min();
+    return now + delay;
+  }
+
  protected:
   timer_service() = default;
   timer_service(const timer_service&) = default;
