@@ -375,6 +375,26 @@ TEST_F(TcpConnection, ReadsCancelledFromAnotherThreadWhileDataFlowsLoseNoByte) {
   });
 }
 
+// The loop may be inside recv() on a read's buffer when another thread cancels it, and the buffer is the caller's
+// only until the deferred fires: so only the loop fires it. While the loop is busy the cancel waits; then the read
+// fails with cancelled_error and the stream stays usable.
+TEST_F(TcpConnection, AReadCancelledFromAnotherThreadFailsOnlyOnceTheLoopGetsToIt) {
+  std::string buf(8, '\0');
+  deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(buf))); });
+  std::atomic<bool> release_loop{false};
+  deferred<void> busy = anydefer::submit(loop, [&] {
+    while (!release_loop.load()) std::this_thread::yield();
+  });
+  r.cancel();
+  std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(r.fired());  // the loop, busy, has not got to it: buf may still be in use there
+  release_loop = true;
+  busy.get();
+  EXPECT_THROW(r.get(), anydefer::cancelled_error);
+  on_loop(loop, [&] { return client.write_all(std::string_view("ok")); });
+  EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 2); }).get(), "ok");
+}
+
 TEST_F(TcpConnection, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   const std::string big(8 << 20, 'b');
   deferred<void> w = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });

@@ -16,8 +16,8 @@
 #include <stdexcept>
 #include <system_error>
 #include <utility>
-#include <vector>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/executors/detail/io_operation.hpp"
 
 namespace anydefer::net {
@@ -250,8 +250,7 @@ class stream_core final : public core_base {
 
   anydefer::detail::io_operation<std::size_t>* reader = nullptr;  // the pending read_some, if any
   anydefer::detail::io_operation<void>* writer = nullptr;         // the pending write_all, if any
-  std::vector<std::byte> kept;  // bytes read just as another thread's cancel won: the next read_some's
-  bool output_broken = false;   // a write_all was cancelled after writing part of its buffer
+  bool output_broken = false;  // a write_all was cancelled after writing part of its buffer
   // The last read got less than it asked for: the socket is most likely drained, so the next read_some waits for
   // a report before trying (in a request/reply loop that saves the recv that would fail with EAGAIN).
   bool probably_drained = false;
@@ -319,7 +318,7 @@ using direction = anydefer::detail::io_waiter::direction;
 class read_operation final : public io_operation<std::size_t> {
  public:
   read_operation(stream_core& core, std::span<std::byte> into, std::source_location loc) noexcept
-      : io_operation(core.loop(), core.fd(), direction::read, loc), core_(core), into_(into) {
+      : io_operation(core.loop(), core.fd(), direction::read, loc, settles::on_loop), core_(core), into_(into) {
     core_.retain();
   }
   ~read_operation() override { core_.release(); }
@@ -330,7 +329,9 @@ class read_operation final : public io_operation<std::size_t> {
     if (n >= 0) {
       const auto got = static_cast<std::size_t>(n);
       core_.probably_drained = got < into_.size();
-      if (!settle_value(got)) core_.kept.insert(core_.kept.end(), into_.begin(), into_.begin() + n);
+      // Never lost: only this thread fires a read (settles::on_loop), so nothing claimed it meanwhile.
+      [[maybe_unused]] const bool settled = settle_value(got);
+      ANYDEFER_ASSERT(settled && "a read is fired on its loop thread alone");
       finished();
     } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
       wait_again();
@@ -364,7 +365,10 @@ class write_operation final : public io_operation<void> {
  public:
   write_operation(stream_core& core, std::span<const std::byte> rest, std::size_t sent,
                   std::source_location loc) noexcept
-      : io_operation(core.loop(), core.fd(), direction::write, loc), core_(core), rest_(rest), sent_(sent) {
+      : io_operation(core.loop(), core.fd(), direction::write, loc, settles::on_loop),
+        core_(core),
+        rest_(rest),
+        sent_(sent) {
     core_.retain();
   }
   ~write_operation() override { core_.release(); }
@@ -477,12 +481,6 @@ deferred<std::size_t> stream_core::read_some(std::span<std::byte> into, std::sou
   if (!is_open()) throw std::logic_error("anydefer::net: tcp_stream::read_some on a closed stream");
   if (reader != nullptr && !reader->end_if_cancelled()) {
     throw std::logic_error("anydefer::net: tcp_stream::read_some while another read_some is pending");
-  }
-  if (!kept.empty()) {
-    const std::size_t n = std::min(into.size(), kept.size());
-    std::copy_n(kept.begin(), n, into.begin());
-    kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(n));
-    return succeed(n, loc);
   }
   if (into.empty()) return succeed(std::size_t{0}, loc);
   // Level-triggered waits make skipping the attempt safe: data that is already there is reported at once.

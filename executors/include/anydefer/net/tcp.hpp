@@ -12,8 +12,10 @@
 // Threads: a stream or listener belongs to the reactor it was made on, and its operations (read_some, write_all,
 // accept, shutdown_write, close) are called on that reactor's loop thread (std::logic_error elsewhere); their
 // deferreds fire there, so continuations that use the stream need no hop. connect() may be called from any thread.
-// cancel() works from any thread. Destroying a stream or listener closes it; off the loop thread the close is
-// forwarded there.
+// cancel() works from any thread; on another thread, the cancel of a read_some or write_all is carried out on the
+// loop thread, where the operation may be using its buffer at that moment: its deferred fails there, a little
+// later, unless the operation completed first (then the cancel is a no-op). Destroying a stream or listener closes it;
+// off the loop thread the close is forwarded there.
 //
 // Operations try their system call at once and wait only when it would block, so a read of data already
 // received, or a write the socket buffer takes whole, costs no wait, and its deferred is fired on return. One
@@ -28,8 +30,8 @@
 // with std::system_error(ECANCELED). If the reactor stops, pending operations fail with executor_stopped_error.
 //
 // Cancelling an operation fails its deferred with cancelled_error:
-//   - read_some, accept: the stream (listener) stays usable; nothing is lost. Bytes (a connection) that a cancel
-//     from another thread raced with are kept for the next read_some (accept).
+//   - read_some, accept: the stream (listener) stays usable; nothing is lost. A connection that a cancel from
+//     another thread raced with is kept for the next accept.
 //   - write_all: usable if the cancel came before any of its bytes was written (or after all were). A write_all
 //     cancelled after writing part of its buffer leaves the peer with a partial message: every later write_all on
 //     the stream fails with std::logic_error saying so (reads still work).

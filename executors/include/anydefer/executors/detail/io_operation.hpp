@@ -17,10 +17,16 @@
 // the loop thread. Until that arrives, the wait is stale: a report finds the deferred claimed and lets it go without
 // trying the system call, and a new wait on the same descriptor and direction replaces it (reactor::watch asks
 // is_cancelled()). An operation whose system call succeeded just as another thread's cancel claimed the deferred
-// sees fire_value() return false, and must keep what it got (the net layer keeps read bytes and accepted
-// connections for the next operation): nothing is lost to a cancel.
+// sees fire_value() return false, and must keep what it got (the net layer keeps accepted connections for the
+// next accept): nothing is lost to a cancel.
+//
+// Except for an operation on the caller's memory (`settles::on_loop`: read_some's and write_all's buffers, valid
+// only until the deferred fires): its system call may be using that memory on the loop thread at the very moment
+// another thread cancels, so a cancel from another thread only forwards itself, and the loop fails the deferred
+// when it gets there, unless the operation settled first. Only the loop thread ever fires such an operation.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <source_location>
@@ -70,10 +76,15 @@ class io_operation : public state<T>, public io_waiter {
   }
 
  protected:
-  io_operation(reactor& loop, int fd, direction d, std::source_location loc) noexcept
+  // Who fires the deferred when another thread cancels (see the file comment).
+  enum class settles : bool { on_any_thread, on_loop };
+
+  io_operation(reactor& loop, int fd, direction d, std::source_location loc,
+               settles cancelled = settles::on_any_thread) noexcept
       : state<T>(state_base::kind::driven, loc),
         io_waiter(&wait_operations, fd, d),
         loop_(loop),
+        cancel_settles_on_loop_(cancelled == settles::on_loop),
         registration_(&registration_operations, *this),
         cancellation_(&cancellation_operations, *this) {
     this->counts_.store(state_base::handle_unit + state_base::one_ref, std::memory_order_relaxed);
@@ -125,7 +136,13 @@ class io_operation : public state<T>, public io_waiter {
       if (removed) state_base::release(this);
       return;
     }
-    if (!this->fail_internal(std::make_exception_ptr(cancelled_error()))) return;  // settled meanwhile
+    if (cancel_settles_on_loop_) {
+      // The loop may be in the system call on the caller's buffer now: it fails the deferred itself, once.
+      // relaxed: the task hand-over orders what follows; the flag only keeps cancellation_ from being queued twice.
+      if (this->is_claimed() || cancel_forwarded_.exchange(true, std::memory_order_relaxed)) return;
+    } else if (!this->fail_internal(std::make_exception_ptr(cancelled_error()))) {
+      return;  // settled meanwhile
+    }
     this->add_ref();
     loop_.execute(cancellation_);
   }
@@ -183,7 +200,16 @@ class io_operation : public state<T>, public io_waiter {
   }
   static void run_cancellation(task& t) noexcept {
     io_operation& self = of(t);
-    if (self.loop_.unwatch(self)) self.end();
+    if (self.cancel_settles_on_loop_ && !self.is_claimed()) {
+      if (self.loop_.unwatch(self)) {
+        self.settle_failure(std::make_exception_ptr(cancelled_error()), end_reason::cancelled);
+      } else if (!self.ended_) {
+        // Its registration is still queued: it finds the deferred claimed and ends the operation.
+        self.fail_internal(std::make_exception_ptr(cancelled_error()));
+      }
+    } else if (self.loop_.unwatch(self)) {
+      self.end();
+    }
     state_base::release(&self);
   }
   static void reject_cancellation(task& t, std::exception_ptr /*why*/) noexcept {
@@ -196,6 +222,8 @@ class io_operation : public state<T>, public io_waiter {
   static constexpr task::operations cancellation_operations{&run_cancellation, &reject_cancellation};
 
   reactor& loop_;
+  const bool cancel_settles_on_loop_;
+  std::atomic<bool> cancel_forwarded_{false};  // settles::on_loop: a cancel from another thread was queued
   loop_task registration_;
   loop_task cancellation_;
   bool ended_ = false;  // loop thread only
