@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "anydefer/detail/sync/admission_gate.hpp"
@@ -87,24 +88,44 @@ TEST(WorkStealingDequeTest, ConcurrentThievesAndOwnerTakeEveryItemExactlyOnce) {
 TEST(WorkStealingDequeTest, PopIfTakesBackOnlyTheLastPushedItemWhileNobodyTookIt) {
   work_stealing_deque<int*> q;
   int a = 0, b = 0, c = 0;
-  EXPECT_FALSE(q.pop_if(&a));  // empty
+  EXPECT_FALSE(q.pop_if(&a, 0));  // empty
   q.push(&a);
+  const std::int64_t at_a = q.newest_index();
   q.push(&b);
-  EXPECT_FALSE(q.pop_if(&a));  // not the last one
+  const std::int64_t at_b = q.newest_index();
+  EXPECT_FALSE(q.pop_if(&a, at_a));  // not the last one
   EXPECT_EQ(q.size_approx(), 2);
-  EXPECT_TRUE(q.pop_if(&b));
-  EXPECT_FALSE(q.pop_if(&b));  // already taken back
+  EXPECT_TRUE(q.pop_if(&b, at_b));
+  EXPECT_FALSE(q.pop_if(&b, at_b));  // already taken back
   EXPECT_EQ(q.size_approx(), 1);
-  EXPECT_TRUE(q.pop_if(&a));  // the last item
+  EXPECT_TRUE(q.pop_if(&a, at_a));  // the last item
   EXPECT_TRUE(q.empty_approx());
-  EXPECT_FALSE(q.pop_if(&a));
+  EXPECT_FALSE(q.pop_if(&a, at_a));
   q.push(&c);
+  const std::int64_t at_c = q.newest_index();
   EXPECT_EQ(q.steal(), &c);
-  EXPECT_FALSE(q.pop_if(&c));  // a thief took it: its slot still holds &c
+  EXPECT_FALSE(q.pop_if(&c, at_c));  // a thief took it: its slot still holds &c
   EXPECT_TRUE(q.empty_approx());
   q.push(&a);  // the deque is intact after every refusal
   EXPECT_EQ(q.pop(), &a);
   EXPECT_EQ(q.pop(), nullptr);
+}
+
+// fork()'s hazard: an item a thief took, then the same pointer pushed again (an object made at the address of one
+// that is gone) must not be taken back for the first: it sits at a new index. By address alone it was.
+TEST(WorkStealingDequeTest, PopIfRefusesTheSamePointerPushedAgainAfterAThiefTookIt) {
+  work_stealing_deque<int*> q;
+  int a = 0;
+  q.push(&a);
+  const std::int64_t first = q.newest_index();
+  EXPECT_EQ(q.steal(), &a);
+  q.push(&a);  // another offer at the same address
+  const std::int64_t second = q.newest_index();
+  EXPECT_NE(first, second);
+  EXPECT_FALSE(q.pop_if(&a, first));
+  EXPECT_EQ(q.size_approx(), 1);
+  EXPECT_TRUE(q.pop_if(&a, second));
+  EXPECT_TRUE(q.empty_approx());
 }
 
 // fork()'s use: push one item, maybe push and take back more above it, take the first back unless a thief got
@@ -133,9 +154,11 @@ TEST(WorkStealingDequeTest, PopIfAndConcurrentThievesTakeEveryItemExactlyOnce) {
   int reclaimed = 0;
   for (int i = 0; i + 1 < kItems; i += 2) {
     ASSERT_TRUE(q.push(&ids[i]));
+    const std::int64_t outer = q.newest_index();
     ASSERT_TRUE(q.push(&ids[i + 1]));  // nested: pushed and taken back above the first
-    for (std::uint32_t* p : {&ids[i + 1], &ids[i]}) {
-      if (q.pop_if(p)) {
+    const std::int64_t inner = q.newest_index();
+    for (auto [p, at] : {std::pair{&ids[i + 1], inner}, std::pair{&ids[i], outer}}) {
+      if (q.pop_if(p, at)) {
         counts[*p].fetch_add(1, std::memory_order_relaxed);
         ++reclaimed;
       }

@@ -562,8 +562,9 @@ class fork_awaiter final : public task {
     Executor& ex = executor_;
     // 2. Offer the parent's continuation to the executor's other threads. From here on, unless we take it back,
     //    another thread may resume the parent (and end this awaiter): only locals are used.
-    bool offered = false;
-    if constexpr (reclaiming_executor<Executor>) offered = ex.try_offer(*this);
+    offer_ticket ticket = 0;
+    if constexpr (reclaiming_executor<Executor>) ticket = ex.try_offer(*this);
+    bool offered = ticket != 0;
     if (!offered) {
       std::exception_ptr rejection;  // a rejection, like a run, before execute() returned: nothing was offered
       offered = execute_noting_inline(executor_, *this, rejection) == settled_inline::no;
@@ -579,7 +580,8 @@ class fork_awaiter final : public task {
     // 4. Take the parent back if no other thread has.
     bool reclaimed = !offered;
     if constexpr (reclaiming_executor<Executor>) {
-      if (offered) reclaimed = ex.try_reclaim(*this);  // compares the address only: `this` may be gone
+      // By ticket: `this` may be gone, its memory holding another awaiter offered since.
+      if (ticket != 0) reclaimed = ex.try_reclaim(*this, ticket);
     }
     if (reclaimed) {
       // Nobody else ran the parent, so nobody else saw the child's deferred (it is in this awaiter): publish it

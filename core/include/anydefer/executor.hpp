@@ -12,7 +12,7 @@
 // The contract every executor keeps:
 //   - `execute(t)` never throws and never blocks for long.
 //   - Exactly one of `t.run()` or `t.reject(error)` is called, exactly once, for every task handed to `execute`
-//     (unless the executor offers `try_reclaim(t)` and it returned true: see reclaiming_executor).
+//     (unless the executor offers `try_reclaim()` and it returned true: see reclaiming_executor).
 //     Until then the executor may use `t.next` as it likes (intrusive queues); after it, it must not touch `t`,
 //     which may already be destroyed.
 //   - `execute` does not call `t.run()` inline (before returning) unless the executor documents it does, as
@@ -27,6 +27,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstdint>
 #include <exception>
 #include <type_traits>
 
@@ -69,15 +70,18 @@ concept executor = requires(E& e, task& t) {
 // clang-format on
 
 // An executor that can offer a task to its other threads from one of its own and take it back before anyone
-// started it. `e.try_offer(t)` queues `t` without running or rejecting it inline and returns true, or returns
-// false having queued nothing (the caller then uses execute()). `e.try_reclaim(t)` returns true if it removed
-// `t` (neither t.run() nor t.reject() will then be called), false if `t` was or will be run as usual.
+// started it. `e.try_offer(t)` queues `t` without running or rejecting it inline and returns a non-zero ticket,
+// or returns 0 having queued nothing (the caller then uses execute()). `e.try_reclaim(t, ticket)` returns true if
+// it removed that offer of `t` (neither t.run() nor t.reject() will then be called), false if `t` was or will be
+// run as usual. The ticket names the offer, not the address: once taken, a task's memory may hold another task
+// offered later (a coroutine's frame reuses it), which must not be mistaken for it.
 // anydefer::fork() uses them to continue a coroutine in place when no other thread took it.
+using offer_ticket = std::uint64_t;
 // clang-format off
 template <class E>
-concept reclaiming_executor = executor<E> && requires(E& e, task& t) {
-  { e.try_offer(t) } noexcept -> std::same_as<bool>;
-  { e.try_reclaim(t) } noexcept -> std::same_as<bool>;
+concept reclaiming_executor = executor<E> && requires(E& e, task& t, offer_ticket ticket) {
+  { e.try_offer(t) } noexcept -> std::same_as<offer_ticket>;
+  { e.try_reclaim(t, ticket) } noexcept -> std::same_as<bool>;
 };
 // clang-format on
 

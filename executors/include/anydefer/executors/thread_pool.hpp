@@ -13,7 +13,7 @@
 //     thieves. It wakes one sleeping worker whenever one sleeps, so a task queued behind a long (or blocked)
 //     task of its worker is taken by an idle worker at once; when nobody sleeps that costs a light fence (a
 //     compiler barrier where membarrier is available) and one load.
-//   - try_reclaim(t) from the worker that queued `t` takes it back if nobody has started it: anydefer::fork()
+//   - try_reclaim(t, ticket) from the worker that offered `t` takes it back if nobody has started it: fork()
 //     offers the rest of a coroutine this way and runs its child first (continuation stealing).
 //   - execute() from any other thread goes to a shared moodycamel::ConcurrentQueue injection queue and wakes one
 //     sleeping worker if there is one.
@@ -95,23 +95,25 @@ class alignas(64) thread_pool {
     return queue_elsewhere(t);
   }
 
-  // From one of this pool's workers: queues `t` on that worker's own deque, as execute() does, and returns true.
-  // On any other thread, or if the deque cannot grow, returns false and queues nothing. Never runs or rejects
-  // `t` inline. For anydefer::fork(). Thread-safe. Lock-free. Allocates only when the deque grows.
-  bool try_offer(task& t) noexcept {
+  // From one of this pool's workers: queues `t` on that worker's own deque, as execute() does, and returns its
+  // ticket for try_reclaim() (never 0). On any other thread, or if the deque cannot grow, returns 0 and queues
+  // nothing. Never runs or rejects `t` inline. For anydefer::fork(). Thread-safe. Lock-free. Allocates only when
+  // the deque grows.
+  offer_ticket try_offer(task& t) noexcept {
     detail::pool_worker_context& w = detail::this_pool_worker;
-    if (w.pool != impl_.get() || !w.deque->push(&t)) return false;
+    if (w.pool != impl_.get() || !w.deque->push(&t)) return 0;
+    const auto ticket = static_cast<offer_ticket>(w.deque->newest_index()) + 1;  // the deque slot, from 1
     wake_for_pushed(w);  // as execute() from a worker: a sleeping worker comes to take it
-    return true;
+    return ticket;
   }
 
-  // Takes back `t` if the calling thread is the worker that queued it, `t` is the last task it queued, and no
-  // other worker has taken it: true if so, and then neither t.run() nor t.reject() will be called. False on
-  // any other thread or once `t` was taken. Thread-safe. Lock-free. Never allocates.
-  bool try_reclaim(task& t) noexcept {
+  // Takes back `t`, offered with `ticket`, if the calling thread is the worker that queued it, it is the last task
+  // that worker queued, and no other worker has taken it: true if so, and then neither t.run() nor t.reject()
+  // will be called. False on any other thread or once `t` was taken. Thread-safe. Lock-free. Never allocates.
+  bool try_reclaim(task& t, offer_ticket ticket) noexcept {
     // Only the queuing worker's own deque can hold `t` unstarted.
     detail::pool_worker_context& w = detail::this_pool_worker;
-    return w.pool == impl_.get() && w.deque->pop_if(&t);
+    return w.pool == impl_.get() && w.deque->pop_if(&t, static_cast<std::int64_t>(ticket - 1));
   }
 
   // Stops accepting outside work, runs everything accepted, and joins the workers (see the file comment; from a

@@ -9,7 +9,8 @@
 //   q.push(&t);                     // owner thread only
 //   task* mine = q.pop();           // owner thread only; nullptr when empty
 //   task* theirs = q.steal();       // any thread; nullptr when empty or when it lost a race
-//   bool back = q.pop_if(&t);       // owner thread only: takes t back if it is still the last item
+//   std::int64_t at = q.newest_index();  // owner thread only: where the last push went
+//   bool back = q.pop_if(&t, at);   // owner thread only: takes t back if it is still there, the last item
 //
 // The algorithm and its memory orders are those of Lê, Pop, Cohen, Zappa Nardelli, "Correct and Efficient
 // Work-Stealing for Weak Memory Models" (PPoPP 2013), figure 1; each order is argued next to its operation.
@@ -28,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "anydefer/detail/assert.hpp"
 #include "anydefer/detail/sync/fence.hpp"
 
 namespace anydefer::detail {
@@ -36,8 +38,10 @@ template <class T>
   requires(std::is_pointer_v<T>)
 class work_stealing_deque {
  public:
-  explicit work_stealing_deque(std::int64_t initial_capacity = 256) : ring_(new ring(round_up_pow2(initial_capacity))) {
-    retired_.emplace_back(ring_.load(std::memory_order_relaxed));
+  explicit work_stealing_deque(std::int64_t initial_capacity = 256) {
+    auto first = std::make_unique<ring>(round_up_pow2(initial_capacity));  // owned even if the push_back throws
+    ring_.store(first.get(), std::memory_order_relaxed);
+    retired_.push_back(std::move(first));
   }
   work_stealing_deque(const work_stealing_deque&) = delete;
   work_stealing_deque& operator=(const work_stealing_deque&) = delete;
@@ -81,17 +85,25 @@ class work_stealing_deque {
     return r->slot(b).load(std::memory_order_acquire);
   }
 
-  // Removes the most recently pushed item only if it is `expected`: true if this call removed it, false if the
-  // bottom item is another one, the deque is empty, or a thief took `expected` first. Owner thread only.
-  // Lock-free. Never allocates. One pass: a peek at the bottom slot in place of pop()'s empty check, then pop()'s
-  // reservation (no second round of loads through pop()).
-  [[gnu::always_inline]] bool pop_if(T expected) noexcept {
+  // Where the most recent push() went, for pop_if(). Owner thread only.
+  std::int64_t newest_index() const noexcept {
+    return bottom_.load(std::memory_order_relaxed) - 1;  // relaxed: only the owner writes bottom_
+  }
+
+  // Removes the item that a push() put at `index` (newest_index() right after it), only if it is still there and
+  // the most recent: true if this call removed it, false if something was pushed above it, the deque is empty, or
+  // a thief took it first. An index is never used twice once its item was taken (top_ only grows past it), so a
+  // later push of the same pointer (an object made at the address of one that is gone) is never taken for it.
+  // Owner thread only. Lock-free. Never allocates. One pass: pop()'s reservation without its empty check.
+  [[gnu::always_inline]] bool pop_if(T expected, std::int64_t index) noexcept {
     // relaxed: owner-private values; the slot at b was written by this thread and only thieves read it.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
     // A stale top_ is only smaller, so "empty" is never wrong; a deque that a thief just emptied passes this
     // check and is caught by the reservation.
-    if (b < top_.load(std::memory_order_relaxed)) return false;
-    if (ring_.load(std::memory_order_relaxed)->slot(b).load(std::memory_order_relaxed) != expected) return false;
+    if (b != index || b < top_.load(std::memory_order_relaxed)) return false;
+    ANYDEFER_ASSERT(ring_.load(std::memory_order_relaxed)->slot(b).load(std::memory_order_relaxed) == expected &&
+                    "pop_if: the index given is not where that item was pushed");
+    static_cast<void>(expected);
     return take_bottom(b);
   }
 
