@@ -395,6 +395,26 @@ TEST_F(TcpConnection, AReadCancelledFromAnotherThreadFailsOnlyOnceTheLoopGetsToI
   EXPECT_EQ(anydefer::submit(loop, [&] { return read_exactly(server_side, 2); }).get(), "ok");
 }
 
+// A read cancelled from another thread, then a new read started on the loop before the cancel's own task got
+// there (as a coroutine does that catches the cancel elsewhere and hops back): the new read carries the cancel
+// out and goes on, rather than finding the old one pending.
+TEST_F(TcpConnection, ANewReadRightAfterACancelFromAnotherThreadCarriesTheCancelOut) {
+  std::string first(8, '\0');
+  std::string second(8, '\0');
+  deferred<std::size_t> r = on_loop(loop, [&] { return anydefer::succeed(server_side.read_some(bytes(first))); });
+  std::atomic<bool> go{false};
+  deferred<std::size_t> next = anydefer::submit(loop, [&] {
+    while (!go.load()) std::this_thread::yield();
+    return server_side.read_some(bytes(second));  // runs before the cancel's task, queued after it
+  });
+  r.cancel();
+  go = true;
+  on_loop(loop, [&] { return client.write_all(std::string_view("ab")); });
+  EXPECT_THROW(r.get(), anydefer::cancelled_error);
+  EXPECT_EQ(next.get(), 2U);
+  EXPECT_EQ(second.substr(0, 2), "ab");
+}
+
 TEST_F(TcpConnection, AWriteCancelledPartWayMakesLaterWritesFailClearlyAndReadsStillWork) {
   const std::string big(8 << 20, 'b');
   deferred<void> w = on_loop(loop, [&] { return anydefer::succeed(client.write_all(big)); });

@@ -105,6 +105,16 @@ TEST(TestClockTest, ADelayOfNanosecondsMaxNeverComesDue) {
   EXPECT_TRUE(clock.cancel_timer(id));
 }
 
+// The clamp itself must not overflow: a clock whose time is before its epoch still fires a positive delay.
+TEST(TestClockTest, ADelayFiresOnAClockBeforeItsEpoch) {
+  test_clock clock(test_clock::time_point{} - 1h);
+  std::vector<std::string> log;
+  recording_task soon(clock, log, "soon");
+  clock.schedule_after(1s, soon);
+  clock.advance(1s);
+  EXPECT_EQ(log.size(), 1U);
+}
+
 TEST(TestClockTest, NegativeStepIsInvalidArgument) {
   test_clock clock;
   EXPECT_THROW(clock.advance(-1ns), std::invalid_argument);
@@ -331,6 +341,21 @@ TEST(ReactorTimerTest, ADelayOfNanosecondsMaxNeverComesDue) {
   anydefer::submit(loop, [] {}).get();  // the loop went round after the delay: a due timer would have run
   EXPECT_TRUE(loop.cancel_timer(id));
   EXPECT_TRUE(log.empty());
+}
+
+// A negative delay is due at once (under UBSan, the clamp's own arithmetic overflowed here).
+TEST(ReactorTimerTest, ANegativeDelayIsDueAtOnce) {
+  anydefer::reactor loop;
+  loop.start();
+  test_clock unused;
+  std::vector<std::string> log;
+  recording_task due(unused, log, "due");
+  loop.schedule_after(-1ns, due);
+  anydefer::submit(loop, [] {}).get();
+  std::this_thread::sleep_for(20ms);
+  anydefer::submit(loop, [] {}).get();
+  loop.stop();
+  EXPECT_EQ(log.size(), 1U);
 }
 
 TEST(AddTimeoutOnReactorTest, StoppingTheReactorCancelsTheGuardedDeferredWithExecutorStopped) {

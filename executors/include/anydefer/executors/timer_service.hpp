@@ -56,8 +56,9 @@ class timer_service {
   // `now + delay`, clamped to the clock's range instead of overflowing: nanoseconds::max(), the usual "never", is
   // the latest time there is, not a wrapped one in the past (which would fire at once).
   static time_point deadline_after(time_point now, std::chrono::nanoseconds delay) noexcept {
-    if (delay > std::chrono::nanoseconds::zero() && delay > time_point::max() - now) return time_point::max();
-    if (delay < std::chrono::nanoseconds::zero() && delay < time_point::min() - now) return time_point::min();
+    // Compared against the bound moved by `delay`, which cannot overflow for a delay of that sign.
+    if (delay > std::chrono::nanoseconds::zero() && now > time_point::max() - delay) return time_point::max();
+    if (delay < std::chrono::nanoseconds::zero() && now < time_point::min() - delay) return time_point::min();
     return now + delay;
   }
 

@@ -14,8 +14,10 @@
 // deferreds fire there, so continuations that use the stream need no hop. connect() may be called from any thread.
 // cancel() works from any thread; on another thread, the cancel of a read_some or write_all is carried out on the
 // loop thread, where the operation may be using its buffer at that moment: its deferred fails there, a little
-// later, unless the operation completed first (then the cancel is a no-op). Destroying a stream or listener closes it;
-// off the loop thread the close is forwarded there.
+// later, unless the operation completed first (then the cancel is a no-op), or with executor_stopped_error if the
+// reactor stops first; a thread that runs the loop itself (run(), run_once()) must let it run for that. A
+// read_some or write_all started on the loop meanwhile carries the cancel out first. Destroying a stream or listener
+// closes it; off the loop thread the close is forwarded there.
 //
 // Operations try their system call at once and wait only when it would block, so a read of data already
 // received, or a write the socket buffer takes whole, costs no wait, and its deferred is fired on return. One

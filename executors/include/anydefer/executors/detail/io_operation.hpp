@@ -70,6 +70,13 @@ class io_operation : public state<T>, public io_waiter {
   // Loop thread: if the deferred was cancelled from another thread and the take-back has not arrived yet, ends the
   // operation now (on_ended() runs). True if the operation has ended, now or before.
   bool end_if_cancelled() noexcept {
+    if (cancel_awaits_loop()) {
+      // A cancel from another thread is on its way (settles::on_loop): carried out now, so that a new operation
+      // may follow at once. The cancel's queued task holds a reference: `this` outlives the settle.
+      if (!loop_.unwatch(*this)) return false;
+      settle_cancelled();
+      return true;
+    }
     if (!this->is_claimed() || ended_) return ended_;
     if (loop_.unwatch(*this)) end();
     return ended_;
@@ -138,8 +145,8 @@ class io_operation : public state<T>, public io_waiter {
     }
     if (cancel_settles_on_loop_) {
       // The loop may be in the system call on the caller's buffer now: it fails the deferred itself, once.
-      // relaxed: the task hand-over orders what follows; the flag only keeps cancellation_ from being queued twice.
-      if (this->is_claimed() || cancel_forwarded_.exchange(true, std::memory_order_relaxed)) return;
+      // The flag also keeps cancellation_ from being queued twice; acq_rel pairs with cancel_awaits_loop().
+      if (this->is_claimed() || cancel_forwarded_.exchange(true, std::memory_order_acq_rel)) return;
     } else if (!this->fail_internal(std::make_exception_ptr(cancelled_error()))) {
       return;  // settled meanwhile
     }
@@ -156,6 +163,17 @@ class io_operation : public state<T>, public io_waiter {
    private:
     io_operation& owner_;
   };
+
+  // settles::on_loop, on the loop thread: another thread cancelled and its task has not run yet. acquire: pairs
+  // with the canceller's exchange (nothing is read on its strength but the flag itself; the task hand-over orders
+  // the rest).
+  bool cancel_awaits_loop() const noexcept {
+    return cancel_settles_on_loop_ && cancel_forwarded_.load(std::memory_order_acquire) && !this->is_claimed();
+  }
+  // Carries out that cancel: the operation, no longer watched, fails with cancelled_error.
+  void settle_cancelled() noexcept {
+    settle_failure(std::make_exception_ptr(cancelled_error()), end_reason::cancelled);
+  }
 
   // Ends an operation that a cancel from another thread claimed.
   void end() noexcept {
@@ -179,6 +197,8 @@ class io_operation : public state<T>, public io_waiter {
     io_operation& self = of(w);
     if (self.is_claimed()) {
       self.end();  // cancelled from another thread: the take-back is on its way
+    } else if (self.cancel_awaits_loop()) {
+      self.settle_cancelled();  // cancelled from another thread, to be carried out here: now, not the system call
     } else {
       self.on_ready();
     }
@@ -186,7 +206,10 @@ class io_operation : public state<T>, public io_waiter {
   static void abandoned(io_waiter& w, std::exception_ptr why) noexcept {
     of(w).settle_failure(std::move(why), end_reason::abandoned);
   }
-  static bool cancelled(const io_waiter& w) noexcept { return static_cast<const io_operation&>(w).is_claimed(); }
+  static bool cancelled(const io_waiter& w) noexcept {
+    const auto& self = static_cast<const io_operation&>(w);
+    return self.is_claimed() || self.cancel_awaits_loop();
+  }
   static void run_registration(task& t) noexcept {
     io_operation& self = of(t);
     if (self.is_claimed()) {

@@ -92,9 +92,12 @@ class work_stealing_deque {
 
   // Removes the item that a push() put at `index` (newest_index() right after it), only if it is still there and
   // the most recent: true if this call removed it, false if something was pushed above it, the deque is empty, or
-  // a thief took it first. An index is never used twice once its item was taken (top_ only grows past it), so a
-  // later push of the same pointer (an object made at the address of one that is gone) is never taken for it.
-  // Owner thread only. Lock-free. Never allocates. One pass: pop()'s reservation without its empty check.
+  // a thief took it first. An index a thief took is never used again (top_ only grows past it), so a later push of
+  // the same pointer (an object made at the address of one that is gone) is not taken for it. Precondition: the
+  // owner has not itself popped down past `index` since that push (fork() never does: its worker pops nothing of
+  // its own deque while the child runs), since the next push would reuse the index; debug and sanitizer builds
+  // check that the slot still holds `expected`. Owner thread only. Lock-free. Never allocates. One pass: pop()'s
+  // reservation without its empty check.
   [[gnu::always_inline]] bool pop_if(T expected, std::int64_t index) noexcept {
     // relaxed: owner-private values; the slot at b was written by this thread and only thieves read it.
     const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
@@ -102,7 +105,7 @@ class work_stealing_deque {
     // check and is caught by the reservation.
     if (b != index || b < top_.load(std::memory_order_relaxed)) return false;
     ANYDEFER_ASSERT(ring_.load(std::memory_order_relaxed)->slot(b).load(std::memory_order_relaxed) == expected &&
-                    "pop_if: the index given is not where that item was pushed");
+                    "pop_if: the owner popped the item itself since it pushed it, and the index was reused");
     static_cast<void>(expected);
     return take_bottom(b);
   }
