@@ -225,7 +225,7 @@ class io_operation : public state<T>, public io_waiter {
     io_operation& self = of(t);
     if (self.cancel_settles_on_loop_ && !self.is_claimed()) {
       if (self.loop_.unwatch(self)) {
-        self.settle_failure(std::make_exception_ptr(cancelled_error()), end_reason::cancelled);
+        self.settle_cancelled();
       } else if (!self.ended_) {
         // Its registration is still queued: it finds the deferred claimed and ends the operation.
         self.fail_internal(std::make_exception_ptr(cancelled_error()));
