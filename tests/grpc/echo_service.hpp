@@ -149,9 +149,13 @@ class echo_service final : public Echo::CallbackService {
       }
       write_next();
     }
+    // A write may complete successfully after OnCancel (it was on the wire already): OnWriteDone(true) then
+    // finishes the call, which would otherwise never end (a NEVER stream has nothing more to write) and keep
+    // the server's Wait() from returning.
     void OnCancel() override {
       owner_.stream_cancels_.raise();
       std::lock_guard lock(mu_);
+      cancelled_ = true;
       if (!writing_) finish(grpc::Status::CANCELLED);
     }
     void OnDone() override { delete this; }
@@ -159,7 +163,9 @@ class echo_service final : public Echo::CallbackService {
    private:
     void write_next() {
       writing_ = false;
-      if (sent_ < request_.count()) {
+      if (cancelled_) {
+        finish(grpc::Status::CANCELLED);
+      } else if (sent_ < request_.count()) {
         reply_ = reply_of(request_.text(), sent_++);
         writing_ = true;
         StartWrite(&reply_);
@@ -180,6 +186,7 @@ class echo_service final : public Echo::CallbackService {
     EchoReply reply_;
     int sent_ = 0;
     bool writing_ = false;
+    bool cancelled_ = false;
     bool finished_ = false;
   };
 
