@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "anydefer/anydefer.hpp"
@@ -579,6 +581,87 @@ TEST(Tcp, StoppingTheReactorFailsPendingAcceptsAndReadsWithExecutorStopped) {
   server_side = tcp_stream();
   l = tcp_listener();
   loop.reset();
+}
+
+// A report for a descriptor closed earlier in the same batch of epoll reports reaches whatever reuses its number:
+// here a connect still in progress (its SYN dropped by a listener whose backlog is full) gets the hang-up reported
+// for a closed stream. SO_ERROR says 0 for a socket still connecting, so the connect must not take that for
+// success: it waits on (getpeername says ENOTCONN) and can still be cancelled.
+TEST_F(TcpConnection, AConnectGivenAStaleReportForItsReusedDescriptorKeepsWaiting) {
+  tcp_listener full = on_loop(loop, [&] { return tcp_listener::bind(loop, endpoint::loopback_v4(), {.backlog = 0}); });
+  tcp_stream queued = tcp_stream::connect(loop, full.local_endpoint()).get();  // fills the backlog
+  const auto connected_pair = [&] {
+    deferred<tcp_stream> accepted = on_loop(loop, [&] { return anydefer::succeed(l.accept()); });
+    tcp_stream near = tcp_stream::connect(loop, l.local_endpoint()).get();
+    return std::pair(std::move(near), accepted.get());
+  };
+  constexpr int doomed_count = 3;
+  int stale_reports = 0;
+  // The kernel does not promise an order within a batch: try until a hang-up was reported after the read whose
+  // callback closed its stream (some orders do not).
+  for (int attempt = 0; attempt < 8 && stale_reports == 0; ++attempt) {
+    // Streams to be closed, their numbers reused, and the stream whose read closes them: made after them and
+    // watched before them, which puts its report first more often.
+    std::vector<std::pair<tcp_stream, tcp_stream>> doomed;
+    for (int i = 0; i < doomed_count; ++i) doomed.push_back(connected_pair());
+    auto [closer, closer_peer] = connected_pair();
+    int highest = 0;
+    for (auto& d : doomed) highest = std::max(highest, d.first.native_handle());
+    // No other low number is free, so the connects' sockets get the closed descriptors' numbers.
+    std::vector<int> fillers;
+    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) {
+      if (fd > highest) {
+        ::close(fd);
+        break;
+      }
+      fillers.push_back(fd);
+    }
+    std::string got(1, '\0');
+    std::vector<deferred<tcp_stream>> connects;
+    std::vector<deferred<std::size_t>> doomed_reads;
+    deferred<void> closed = on_loop(loop, [&] {
+      auto closing = closer.read_some(bytes(got)).add_callback([&](std::size_t) {
+        // Runs while the loop dispatches the batch; hang-ups reported for `doomed` may come next.
+        for (auto& d : doomed) d.first.close();
+        for (int i = 0; i < doomed_count; ++i) connects.push_back(tcp_stream::connect(loop, full.local_endpoint()));
+      });
+      for (auto& d : doomed) {
+        d.first.shutdown_write();  // so that the peer's FIN makes it report a hang-up
+        doomed_reads.push_back(d.first.read_some(bytes(got)));
+      }
+      return anydefer::succeed(std::move(closing));
+    });
+    // Every report in one batch: hold the loop while they become ready.
+    std::promise<void> release;
+    auto held = anydefer::submit(loop, [gate = release.get_future().share()] { gate.wait(); });
+    std::this_thread::sleep_for(20ms);  // the loop is inside the task
+    ASSERT_EQ(::send(closer_peer.native_handle(), "x", 1, MSG_NOSIGNAL), 1);
+    for (auto& d : doomed) ASSERT_EQ(::shutdown(d.second.native_handle(), SHUT_WR), 0);
+    release.set_value();
+    held.get();
+    closed.get();
+    for (int fd : fillers) ::close(fd);
+    // ECANCELED: the close came before that stream's hang-up was dispatched, which then went to a connect.
+    for (auto& r : doomed_reads) stale_reports += errno_of(r) == ECANCELED ? 1 : 0;
+    std::this_thread::sleep_for(50ms);
+    on_loop(loop, [] {});  // the connects made on the loop are visible here
+    ASSERT_EQ(connects.size(), static_cast<std::size_t>(doomed_count));
+    for (auto& c : connects) {
+      EXPECT_FALSE(c.fired()) << "a connect whose SYN was dropped cannot have succeeded";
+      c.cancel();
+      EXPECT_THROW(c.get(), anydefer::cancelled_error);
+    }
+    on_loop(loop, [&] {
+      for (auto& d : doomed) d.second.close();
+      closer.close();
+      closer_peer.close();
+    });
+  }
+  EXPECT_GT(stale_reports, 0) << "no hang-up was reported after the read that closed its stream";
+  on_loop(loop, [&] {
+    full.close();
+    queued.close();
+  });
 }
 
 TEST(Tcp, CancellingAConnectClosesItsSocket) {

@@ -454,6 +454,19 @@ class connect_operation final : public io_operation<tcp_stream> {
       settle_failure(errno_failure(error, "connect to " + to_.to_string()));
       return;
     }
+    // SO_ERROR is 0 while the handshake is still under way too, and a report can arrive that is not about this
+    // socket (one for a descriptor closed earlier in the same batch, whose number this socket reuses): only a
+    // peer address says it is connected.
+    sockaddr_storage peer{};
+    socklen_t peer_size = sizeof peer;
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) {  // NOLINT: the sockets API
+      if (errno == ENOTCONN) {
+        wait_again();
+        return;
+      }
+      settle_failure(errno_failure(errno, "connect to " + to_.to_string()));
+      return;
+    }
     try {
       // The stream forgets the descriptor from here on; a stream made for a cancelled connect closes at once.
       settle_value(stream_core::make(loop(), std::exchange(fd_, -1)));
