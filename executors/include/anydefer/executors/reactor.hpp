@@ -161,9 +161,10 @@ class alignas(64) reactor final : public timer_service {
 
   // A deferred<void> that fires on the loop thread once `fd` is readable (data, a pending connection, end of
   // stream, or an error: the next read says which), or writable. Level-triggered: it fires on the next iteration if
-  // the descriptor is ready already. Readiness may be spurious (another reader took the data first): an operation
-  // that then gets EAGAIN waits again. One pending wait per descriptor and direction. Thread-safe: from another
-  // thread the wait is registered on the loop thread (one task, no extra allocation). One allocation.
+  // the descriptor is ready already. Readiness may be spurious (another reader took the data first, or the report
+  // was about a descriptor closed earlier in the same batch whose number `fd` reuses): an operation that then gets
+  // EAGAIN waits again (a connect checks getpeername()). One pending wait per descriptor and direction. Thread-safe:
+  // from another thread the wait is registered on the loop thread (one task, no extra allocation). One allocation.
   // cancel() removes the wait and fails it with cancelled_error (add_timeout works on it). Fails with
   // std::logic_error if a wait in that direction is pending on `fd` already, std::system_error (the errno) if epoll
   // refuses the descriptor (EBADF; EPERM for a regular file), executor_stopped_error if the reactor stops first
