@@ -123,6 +123,45 @@ TEST(DeferredTest, LinkAddedAfterFailureRunsErrbackAtOnce) {
   EXPECT_EQ(seen, "late");
 }
 
+// A link added after the fire holds no reference on its upstream (it reads it at once): the value it hands the
+// callback must outlive the upstream, which the callback may free by dropping its last handle. The string is long
+// enough to live on the heap, where ASan sees a read after the free.
+TEST(DeferredTest, ALateCallbackMayDropTheLastHandleOnItsUpstreamWhileItRuns) {
+  auto up = std::make_unique<deferred<std::string>>(anydefer::succeed(std::string(100, 'x')));
+  auto next = up->add_callback([&](const std::string& s) {
+    up.reset();  // the upstream's only handle: the upstream is freed here
+    return s.size() + static_cast<std::size_t>(s.back() == 'x');
+  });
+  EXPECT_EQ(up, nullptr);
+  EXPECT_EQ(next.get(), 101U);
+}
+
+// The same late link on a deferred with other handles (consumed with a CAS rather than a plain store): exactly one
+// consumer, and the other handles see it consumed.
+TEST(DeferredTest, ALateCallbackOnASharedDeferredConsumesItOnce) {
+  deferred<int> d;
+  deferred<int> copy = d;
+  d.callback(7);
+  auto next = d.add_callback([](int v) { return v * 2; });
+  EXPECT_EQ(next.get(), 14);
+  EXPECT_THROW(copy.add_callback([](int v) { return v; }), anydefer::already_continued_error);
+  EXPECT_THROW(copy.get(), anydefer::already_continued_error);
+  EXPECT_TRUE(copy.fired());
+}
+
+// A late errback passes a value through unchanged, and a late callback passes a failure on without running.
+TEST(DeferredTest, LateLinksRouteValuesAndFailuresAsEarlyOnes) {
+  auto value = anydefer::succeed(std::string(64, 'v')).add_errback([](const failure&) { return std::string("no"); });
+  EXPECT_EQ(value.get(), std::string(64, 'v'));
+  bool ran = false;
+  auto failed = anydefer::fail<std::string>(std::runtime_error("late")).add_callback([&](const std::string& s) {
+    ran = true;
+    return s.size();
+  });
+  EXPECT_THROW(failed.get(), std::runtime_error);
+  EXPECT_FALSE(ran);
+}
+
 TEST(DeferredTest, LinkIsFiredAfterItsCallbackRan) {
   deferred<int> d;
   auto next = d.add_callback([](int v) { return v + 1; });

@@ -90,6 +90,18 @@ void pass_value(state<T>& out, state<T>& up) noexcept {
   }
 }
 
+// The upstream's value as a handler gets it: in place (an rvalue reference into `up`), or, for a link that holds
+// no reference on `up` (link::run_detached()), moved into a temporary first, which lives until the handler
+// returns whatever the handler does to the handles on `up`.
+template <bool Detached, class T>
+[[gnu::always_inline]] inline decltype(auto) value_for_handler(state<T>& up) noexcept {
+  if constexpr (Detached) {
+    return typename state<T>::stored_value(up.take_stored());
+  } else {
+    return up.take_stored();
+  }
+}
+
 // add_callback(f): f gets the value; a failure passes through untouched.
 template <class T, class U, class F>
 struct value_handler {
@@ -103,14 +115,15 @@ struct value_handler {
       return invoke_to_outcome<U>(on_value, std::move(r).value());
     }
   }
-  // `up` is null for a submitted task, which starts from nothing.
+  // `up` is null for a submitted task, which starts from nothing. `Detached`: see value_for_handler().
+  template <bool Detached = false>
   [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
     if (up != nullptr && up->holds_failure()) {
       out.store_failure(up->take_error());
     } else if constexpr (std::is_void_v<T>) {
       invoke_into(out, on_value);
     } else {
-      invoke_into(out, on_value, up->take_stored());
+      invoke_into(out, on_value, value_for_handler<Detached>(*up));
     }
   }
 
@@ -157,6 +170,7 @@ struct failure_handler {
     if (r.has_failure()) return invoke_to_outcome<T>(on_failure, failure(r.error()));
     return outcome<T>(std::in_place_index<0>, std::move(r));
   }
+  template <bool Detached = false>  // the same either way: only a failure reaches the callable, as a failure object
   [[gnu::always_inline]] void produce(state<T>& out, state<T>* up) noexcept {
     if (up->holds_failure()) {
       invoke_into(out, on_failure, failure(up->take_error()));
@@ -181,13 +195,14 @@ struct value_or_failure_handler {
       return invoke_to_outcome<U>(on_value, std::move(r).value());
     }
   }
+  template <bool Detached = false>
   [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
     if (up->holds_failure()) {
       invoke_into(out, on_failure, failure(up->take_error()));
     } else if constexpr (std::is_void_v<T>) {
       invoke_into(out, on_value);
     } else {
-      invoke_into(out, on_value, up->take_stored());
+      invoke_into(out, on_value, value_for_handler<Detached>(*up));
     }
   }
 };
@@ -198,6 +213,7 @@ struct result_handler {
   [[no_unique_address]] F on_result;
   static constexpr bool direct = returns_plain_value<std::invoke_result_t<F&, result<T>&&>>;
   outcome<U> operator()(result<T>&& r) noexcept { return invoke_to_outcome<U>(on_result, std::move(r)); }
+  template <bool Detached = false>  // the same either way: the callable gets a result<T> of its own
   [[gnu::always_inline]] void produce(state<U>& out, state<T>* up) noexcept {
     invoke_into(out, on_result, up->take_result());
   }
@@ -315,7 +331,7 @@ inline constexpr bool stages_input = std::is_void_v<T> || std::is_nothrow_move_c
 template <class T, class U, class Handler, bool Scheduled, bool Staged = (Scheduled && stages_input<T>)>
 class link final : public state<U>, public link_task<Scheduled> {
  public:
-  // `upstream` may be null only for T = void: a submitted task that starts from nothing.
+  // `upstream` may be null only for T = void: a submitted task that starts from nothing (see also detached_tag).
   template <class H>
   link(state<T>* upstream, H&& handler, std::source_location created_at) noexcept requires(!Scheduled)
       : state<U>(state_base::kind::driven, created_at, state_base::driver::from_start),
@@ -323,6 +339,14 @@ class link final : public state<U>, public link_task<Scheduled> {
         handler_(std::forward<H>(handler)) {
     init(upstream);
   }
+  // A link that will run at once on a result add_*() consumed for it (run_detached()), or, if that consume loses a
+  // race, be given its upstream (hold_upstream()) and attached as usual.
+  struct detached_tag {};
+  template <class H>
+  link(detached_tag, H&& handler, std::source_location created_at) noexcept requires(!Scheduled)
+      : state<U>(state_base::kind::driven, created_at, state_base::driver::from_start),
+        upstream_(nullptr),
+        handler_(std::forward<H>(handler)) {}
   template <class H>
   link(state<T>* upstream, executor_ref ex, H&& handler, std::source_location created_at) noexcept requires(Scheduled)
       : state<U>(state_base::kind::driven, created_at, state_base::driver::from_start),
@@ -361,6 +385,27 @@ class link final : public state<U>, public link_task<Scheduled> {
     } else {
       return on_ready(*upstream_);
     }
+  }
+
+  // Whether add_*() may run this link detached: inline, a handler with the direct path, and a value whose move
+  // cannot throw (it is moved out of the upstream before the handler runs: value_for_handler()).
+  static constexpr bool runs_detached = !Scheduled && Handler::direct && stages_input<T>;
+
+  // Runs a link on the result of `up`, which add_*() found published and consumed for it (consume_ready()), before
+  // the link's one handle leaves add_*(). The link takes no reference on `up`: it reads it only here, while the
+  // caller's handle keeps it alive, and moves the value out before the handler runs (which may drop that handle).
+  // Nobody else can reach the link yet, so it publishes with a plain store. Compared with attaching it, this saves
+  // the reference's two count updates, a locked one among them whenever `up` has another owner.
+  void run_detached(state<T>& up) noexcept requires(runs_detached) {
+    handler_.get().template produce<true>(*this, &up);
+    handler_.drop();
+    this->publish_unshared();
+  }
+
+  // A detached link whose consume lost a race: it takes its upstream, to be attached as usual.
+  void hold_upstream(state<T>& up) noexcept requires(runs_detached) {
+    upstream_ = &up;
+    init(&up);
   }
 
   // Undoes a link that could not be attached (its upstream already had a consumer): its driver leaves before

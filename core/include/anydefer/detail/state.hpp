@@ -49,7 +49,8 @@
 // consumer holds one ref on the state it consumes (a link on its upstream and on the inner deferred it waits on),
 // so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
 // it is freed itself (one added after its upstream fired, as soon as it has run, before anyone else could reach
-// it: no walk can be looking), and of the inner deferred as soon as it has published the result it took from it,
+// it: no walk can be looking; most such links hold none at all, link::run_detached()), and of the inner deferred
+// as soon as it has published the result it took from it,
 // unless a cancel() walk passed through the link before (then when it is freed). A walk holds no references: before
 // it reads what a link awaits it sets `walked` in the link's word with an RMW, and the link publishes with an RMW
 // on the same word, so one of the two sees the other: a walk that comes second finds the link claimed and stops
@@ -525,6 +526,34 @@ class state_base : public continuation {
     return true;
   }
 
+  // For add_*(): what a new consumer of this state finds, from one load of the word. acquire: on `fired` the
+  // caller may consume the result (consume_ready()) and read it.
+  enum class outlook : std::uint8_t { continued, fired, pending };
+  outlook outlook_for_consumer() const noexcept {
+    const std::uintptr_t w = word_.load(std::memory_order_acquire);
+    // One test for the common case, an add_*() before the fire.
+    if ((w & (~flag_mask | ready | consumed)) == 0) [[likely]]
+      return outlook::pending;
+    if ((w & consumed) != 0 || continuation_of(w) != nullptr) return outlook::continued;
+    return outlook::fired;
+  }
+
+  // Consumes a published result for a consumer that comes after it and reads it at once, attaching nothing (a
+  // late add_*()): with a plain store if the caller's handle is the only owner (`sole`, as
+  // consume_if_sole_and_ready()), else with one CAS. Returns false, changing nothing, unless the word says
+  // "ready, no consumer, not consumed, no driver": the caller then takes the general path (try_attach()).
+  bool consume_ready(bool sole) noexcept {
+    if (sole) return consume_if_sole_and_ready();
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    while ((w & (ready | consumed | driving)) == ready && continuation_of(w) == nullptr) {
+      // Transition {ready} -> {ready,consumed}, as try_attach()'s. acquire (both ways): we read the result next.
+      if (word_.compare_exchange_weak(w, w | consumed, std::memory_order_acquire, std::memory_order_acquire)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   // The fast path of co_await: says whether the result is there and, in the common case, consumes it at once
   // with a plain store: when the caller's handle is the only owner and the word says exactly "fired, not
   // consumed, no consumer, no waiter". Otherwise the caller takes the general path. Sole first, then the word:
@@ -703,6 +732,7 @@ class state : public state_base {
   using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
  public:
+  using stored_value = stored;  // what take_stored() moves from
   using state_base::state_base;
   ~state() override { reset(); }
 
