@@ -232,6 +232,30 @@ TEST(DeferredMemoryTest, LinkReleasesItsCallbackAfterItRuns) {
   EXPECT_TRUE(watch.expired()) << "the link still owns its callback (and its captures) after running it";
 }
 
+// The same for a callable that captures nothing but does something when it goes: an empty callable is kept only if
+// destroying it does nothing.
+TEST(DeferredMemoryTest, LinkDestroysAnEmptyCallableWithADestructorAfterItRuns) {
+  static int destroyed = 0;
+  struct noisy {
+    noisy() = default;
+    noisy(const noisy&) = default;
+    noisy(noisy&&) = default;
+    noisy& operator=(const noisy&) = default;
+    noisy& operator=(noisy&&) = default;
+    ~noisy() { ++destroyed; }
+    int operator()(int v) const { return v + 1; }
+  };
+  static_assert(std::is_empty_v<noisy>);
+  deferred<int> d;
+  auto next = d.add_callback(noisy{});
+  const int before = destroyed;  // the temporaries are gone; the link's copy lives
+
+  d.callback(1);
+
+  EXPECT_EQ(destroyed, before + 1) << "the link still owns its callable after running it";
+  EXPECT_EQ(next.get(), 2);
+}
+
 // A link added after the fire has run before add_callback returns: it never reads its upstream again, so it does not
 // keep it (and its value) alive. Whether the caller's handle was the upstream's only owner or not.
 TEST(DeferredMemoryTest, LinkAddedAfterTheFireLetsGoOfItsUpstreamOnceRun) {

@@ -608,13 +608,21 @@ TEST_F(TcpConnection, AConnectGivenAStaleReportForItsReusedDescriptorKeepsWaitin
     int highest = 0;
     for (auto& d : doomed) highest = std::max(highest, d.first.native_handle());
     // No other low number is free, so the connects' sockets get the closed descriptors' numbers.
-    std::vector<int> fillers;
-    for (int fd = ::dup(0); fd >= 0; fd = ::dup(0)) {
+    struct descriptors {
+      std::vector<int> fds;
+      descriptors() = default;
+      descriptors(const descriptors&) = delete;
+      descriptors& operator=(const descriptors&) = delete;
+      ~descriptors() {
+        for (int fd : fds) ::close(fd);
+      }
+    } fillers;
+    for (int fd = ::dup(closer.native_handle()); fd >= 0; fd = ::dup(closer.native_handle())) {
       if (fd > highest) {
         ::close(fd);
         break;
       }
-      fillers.push_back(fd);
+      fillers.fds.push_back(fd);
     }
     std::string got(1, '\0');
     std::vector<deferred<tcp_stream>> connects;
@@ -631,21 +639,24 @@ TEST_F(TcpConnection, AConnectGivenAStaleReportForItsReusedDescriptorKeepsWaitin
       }
       return anydefer::succeed(std::move(closing));
     });
-    // Every report in one batch: hold the loop while they become ready.
+    // Every report in one batch: hold the loop (inside a task) while they become ready.
+    std::promise<void> entered;
     std::promise<void> release;
-    auto held = anydefer::submit(loop, [gate = release.get_future().share()] { gate.wait(); });
-    std::this_thread::sleep_for(20ms);  // the loop is inside the task
-    ASSERT_EQ(::send(closer_peer.native_handle(), "x", 1, MSG_NOSIGNAL), 1);
-    for (auto& d : doomed) ASSERT_EQ(::shutdown(d.second.native_handle(), SHUT_WR), 0);
+    auto held = anydefer::submit(loop, [&entered, gate = release.get_future().share()] {
+      entered.set_value();
+      gate.wait();
+    });
+    entered.get_future().wait();
+    EXPECT_EQ(::send(closer_peer.native_handle(), "x", 1, MSG_NOSIGNAL), 1);
+    for (auto& d : doomed) EXPECT_EQ(::shutdown(d.second.native_handle(), SHUT_WR), 0);
     release.set_value();
     held.get();
     closed.get();
-    for (int fd : fillers) ::close(fd);
     // ECANCELED: the close came before that stream's hang-up was dispatched, which then went to a connect.
     for (auto& r : doomed_reads) stale_reports += errno_of(r) == ECANCELED ? 1 : 0;
     std::this_thread::sleep_for(50ms);
     on_loop(loop, [] {});  // the connects made on the loop are visible here
-    ASSERT_EQ(connects.size(), static_cast<std::size_t>(doomed_count));
+    EXPECT_EQ(connects.size(), static_cast<std::size_t>(doomed_count));
     for (auto& c : connects) {
       EXPECT_FALSE(c.fired()) << "a connect whose SYN was dropped cannot have succeeded";
       c.cancel();

@@ -16,6 +16,8 @@
 //     explicitly with split(n).
 //   - A link added after the deferred fired runs at once, on the calling thread. Otherwise a function runs on the
 //     thread that fires, or on the executor given to add_*.
+//   - A function that takes its argument by reference may use it only until it returns (a link added after the
+//     fire may hand it a temporary).
 //   - Firing twice throws already_called_error and keeps the first result. A failure that reaches the end of a
 //     chain and is never consumed goes to the unhandled-error handler when the last handle goes.
 //   - An unfired deferred whose every handle was dropped while something waits on it fails with

@@ -460,11 +460,12 @@ class connect_operation final : public io_operation<tcp_stream> {
     sockaddr_storage peer{};
     socklen_t peer_size = sizeof peer;
     if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) {  // NOLINT: the sockets API
-      if (errno == ENOTCONN) {
+      const int not_connected = errno;
+      if (not_connected == ENOTCONN) {
         wait_again();
         return;
       }
-      settle_failure(errno_failure(errno, "connect to " + to_.to_string()));
+      settle_failure(errno_failure(not_connected, "connect to " + to_.to_string()));
       return;
     }
     try {

@@ -263,10 +263,11 @@ inline bool noted_inline_reject(const task& t, std::exception_ptr& why) noexcept
 
 // A link's callable, destroyed as soon as it has run (Twisted drops a callback from its list before running it):
 // whatever it captured, such as a handle to the deferred it returns, must not outlive the call, or a chain whose
-// producer is gone could never be detected as broken. A stateless callable costs nothing and needs no dropping (the
+// producer is gone could never be detected as broken. A stateless callable (empty, trivially destroyed: nothing
+// happens when it goes) costs nothing and needs no dropping (the
 // handlers hold their callables [[no_unique_address]], so that a handler around a captureless lambda is empty too: 4
 // instructions fewer per link in B1 and B2 than an engaged flag to test and clear).
-template <class H, bool Stateless = std::is_empty_v<H>>
+template <class H, bool Stateless = std::is_empty_v<H>&& std::is_trivially_destructible_v<H>>
 class droppable {
  public:
   template <class A>
@@ -388,8 +389,10 @@ class link final : public state<U>, public link_task<Scheduled> {
   }
 
   // Whether add_*() may run this link detached: inline, a handler with the direct path, and a value whose move
-  // cannot throw (it is moved out of the upstream before the handler runs: value_for_handler()).
-  static constexpr bool runs_detached = !Scheduled && Handler::direct && stages_input<T>;
+  // cannot throw and which is small enough to move onto the stack (it is moved out of the upstream before the
+  // handler runs: value_for_handler()). A large value is read in place by the general path.
+  static constexpr bool runs_detached =
+      !Scheduled && Handler::direct && stages_input<T> && sizeof(typename state<T>::stored_value) <= 256;
 
   // Runs a link on the result of `up`, which add_*() found published and consumed for it (consume_ready()), before
   // the link's one handle leaves add_*(). The link takes no reference on `up`: it reads it only here, while the
