@@ -263,11 +263,11 @@ inline bool noted_inline_reject(const task& t, std::exception_ptr& why) noexcept
 
 // A link's callable, destroyed as soon as it has run (Twisted drops a callback from its list before running it):
 // whatever it captured, such as a handle to the deferred it returns, must not outlive the call, or a chain whose
-// producer is gone could never be detected as broken. A stateless callable (empty, trivially destroyed: nothing
-// happens when it goes) costs nothing and needs no dropping (the
-// handlers hold their callables [[no_unique_address]], so that a handler around a captureless lambda is empty too: 4
-// instructions fewer per link in B1 and B2 than an engaged flag to test and clear).
-template <class H, bool Stateless = std::is_empty_v<H>&& std::is_trivially_destructible_v<H>>
+// producer is gone could never be detected as broken. A stateless callable (empty, and trivially destroyed: nothing
+// happens when it goes) costs nothing and needs no dropping. The handlers hold their callables
+// [[no_unique_address]], so that a handler around a captureless lambda is empty too: 4 instructions fewer per link
+// in B1 and B2 than an engaged flag to test and clear.
+template <class H, bool Stateless = (std::is_empty_v<H> && std::is_trivially_destructible_v<H>)>
 class droppable {
  public:
   template <class A>

@@ -50,8 +50,8 @@
 // so walking "what am I waiting on" for cancel() never touches freed memory. A link lets go of its upstream when
 // it is freed itself (one added after its upstream fired, as soon as it has run, before anyone else could reach
 // it: no walk can be looking; most such links hold none at all, link::run_detached()), and of the inner deferred
-// as soon as it has published the result it took from it,
-// unless a cancel() walk passed through the link before (then when it is freed). A walk holds no references: before
+// as soon as it has published the result it took from it, unless a cancel() walk passed through the link before
+// (then when it is freed). A walk holds no references: before
 // it reads what a link awaits it sets `walked` in the link's word with an RMW, and the link publishes with an RMW
 // on the same word, so one of the two sees the other: a walk that comes second finds the link claimed and stops
 // there; a link that comes second finds `walked` and keeps the inner deferred. A Twisted-style loop of callbacks
