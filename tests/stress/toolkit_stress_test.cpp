@@ -33,6 +33,7 @@ TEST(ToolkitStressTest, SemaphoreNeverLetsMoreThanItsPermitsInAndLosesNoneToCanc
   std::atomic<int> inside{0};
   std::atomic<int> most{0};
   std::atomic<int> ran{0};
+  std::atomic<int> values{0};
   std::atomic<int> cancelled{0};
   const int per_thread = scaled(5000);
   auto worker = [&](unsigned seed) {
@@ -53,6 +54,7 @@ TEST(ToolkitStressTest, SemaphoreNeverLetsMoreThanItsPermitsInAndLosesNoneToCanc
     for (deferred<void>& d : mine) {
       try {
         d.get();
+        ++values;
       } catch (const anydefer::cancelled_error&) {
         ++cancelled;
       }
@@ -62,7 +64,13 @@ TEST(ToolkitStressTest, SemaphoreNeverLetsMoreThanItsPermitsInAndLosesNoneToCanc
   for (unsigned t = 0; t < 4; ++t) threads.emplace_back(worker, t + 1);
   for (std::thread& t : threads) t.join();
   EXPECT_LE(most.load(), static_cast<int>(permits));
-  EXPECT_EQ(ran.load() + cancelled.load(), 4 * per_thread);
+  // Every run settles, with f's result or cancelled_error. A cancel that lands on another thread after the grant
+  // but before f's deferred is known (f may be running) finds nothing pending to forward to and still fails the
+  // run: cancel() is a request racing the work, as everywhere else. So f ran for every value, and at most once
+  // for each run.
+  EXPECT_EQ(values.load() + cancelled.load(), 4 * per_thread);
+  EXPECT_GE(ran.load(), values.load());
+  EXPECT_LE(ran.load(), 4 * per_thread);
   EXPECT_EQ(sem.free_permits(), permits);  // every permit came back
   EXPECT_EQ(sem.waiting(), 0U);
 }

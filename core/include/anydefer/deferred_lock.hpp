@@ -19,7 +19,9 @@
 //   - Cancelling a queued acquire removes only that waiter (it fails with cancelled_error); cancelling one that
 //     already fired does nothing: the permit is yours to release.
 //   - run(f) acquires, calls f, and releases once f's result (or the deferred f returns) is known, failure or
-//     not; it returns that result. Cancelling it while it waits for the permit means f never runs.
+//     not; it returns that result. Cancelling it while it waits for the permit means f never runs. A cancel from
+//     another thread that lands just as the permit is granted there may find f already starting: the run then
+//     fails with cancelled_error while f runs (and the permit still comes back), as any cancel() racing the work.
 //   - Destroying the semaphore fails the waiters still queued with abandoned_waiter_error. run() chains in
 //     flight keep what they need and release into nothing.
 //
