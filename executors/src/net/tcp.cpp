@@ -446,26 +446,20 @@ class connect_operation final : public io_operation<tcp_stream> {
     int error = 0;
     socklen_t size = sizeof error;
     if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size) != 0) error = errno;
+    // SO_ERROR is 0 while the handshake is still under way too, and a report can arrive that is not about this
+    // socket (one for a descriptor closed earlier in the same batch, whose number this socket reuses): only a
+    // peer address says it is connected (ENOTCONN: still in progress).
+    sockaddr_storage peer{};
+    socklen_t peer_size = sizeof peer;
+    if (error == 0 && ::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) {  // NOLINT: sockets
+      error = errno == ENOTCONN ? EINPROGRESS : errno;
+    }
     if (error == EINPROGRESS || error == EALREADY) {
       wait_again();
       return;
     }
     if (error != 0) {
       settle_failure(errno_failure(error, "connect to " + to_.to_string()));
-      return;
-    }
-    // SO_ERROR is 0 while the handshake is still under way too, and a report can arrive that is not about this
-    // socket (one for a descriptor closed earlier in the same batch, whose number this socket reuses): only a
-    // peer address says it is connected.
-    sockaddr_storage peer{};
-    socklen_t peer_size = sizeof peer;
-    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0) {  // NOLINT: the sockets API
-      const int not_connected = errno;
-      if (not_connected == ENOTCONN) {
-        wait_again();
-        return;
-      }
-      settle_failure(errno_failure(not_connected, "connect to " + to_.to_string()));
       return;
     }
     try {
