@@ -1,5 +1,5 @@
-// What B10's two floors (resp_epoll_floor, resp_uring_floor) share: the canned replies, the listener and the
-// stop signals. Neither has a keyspace, a deferred or a reactor.
+// What B10's two floors (resp_epoll_floor, resp_uring_floor) share: the canned replies, the listener, the stop
+// signals and how long they poll before they sleep. Neither has a keyspace, a deferred or a reactor.
 #pragma once
 
 #include <netinet/in.h>
@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,11 @@
 #include "resp.hpp"
 
 namespace resp::floor {
+
+// An idle floor polls for this long without blocking before it sleeps, as anydefer's reactors do (reactor.hpp,
+// "Sleeping"): a request that arrives within it costs the client's send() no wake-up. Both floors and the
+// reactors wait alike, so the floors stay floors.
+inline constexpr std::chrono::microseconds idle_poll{20};
 
 [[noreturn]] inline void die(const char* program, const char* what, int error) {
   std::fprintf(stderr, "%s: %s: %s\n", program, what, std::strerror(error));
