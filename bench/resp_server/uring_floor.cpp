@@ -1,9 +1,10 @@
 // resp_uring_floor: epoll_floor.cpp's server on io_uring instead of epoll, for B10: one thread, canned replies,
 // the same RESP parser, no keyspace, no deferred, no reactor. It measures what io_uring could give the reactors
-// on this kernel before they are built on it: every receive and send is a submission, and one
-// io_uring_submit_and_wait() per loop iteration submits the sends and the next receives of every connection that
-// was served and reaps what completed, where the epoll floor makes one recv() and one send() per request plus
-// an epoll_wait() per batch. Idle, both poll for 20 us without blocking before they sleep, as the reactors do.
+// on this kernel before they are built on it: every receive and send is a submission, and one system call per
+// loop iteration (io_uring_submit_and_get_events()) submits the sends and the next receives of every connection
+// that was served and reaps what completed, where the epoll floor makes one recv() and one send() per request
+// plus an epoll_wait() per batch. Idle, both poll for 20 us without blocking before they sleep, as the reactors
+// do: this one with io_uring_get_events(), then io_uring_submit_and_wait() for one completion.
 //
 //   resp_uring_floor [--bind 127.0.0.1] [--port 6379] [--multishot]
 //
@@ -60,8 +61,8 @@ class server {
   server(int listener, int signal_fd, bool multishot)
       : multishot_(multishot), listener_(listener), signal_fd_(signal_fd) {
     io_uring_params params{};
-    // Completions are reaped only inside io_uring_submit_and_wait() on this one thread: no interrupt to run
-    // them elsewhere. Older kernels refuse these flags: then plain.
+    // Completions are reaped only when this one thread enters the kernel for them (submit_and_wait()): no
+    // interrupt to run them elsewhere. Older kernels refuse these flags: then plain.
     params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(4096, &ring_, &params);
     if (rc < 0) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <mutex>
 #include <stdexcept>
@@ -417,7 +418,8 @@ struct reactor::impl {
     // The clock is read once per round: a round is 1024 inbox polls, or, with waits pending, one epoll poll (a
     // system call, which dwarfs a clock read) and 16 inbox polls. In a virtual machine a clock read can cost as
     // much as a hand-off, and a reactor reading it is not watching its inbox. The deadline is set at the first
-    // read, so the spin lasts idle_spin plus one round.
+    // read and checked after each round, so the spin lasts idle_spin plus up to two rounds; a timer that falls due
+    // meanwhile runs that much late (sleep() takes the exact deadline).
     std::optional<time_point> until;
     for (;;) {
       const bool with_io = io_waiters > 0;
@@ -521,7 +523,7 @@ struct reactor::impl {
 
   alignas(64) detail::task_fifo ready;            // loop thread only, written by every iteration
   alignas(64) detail::intrusive_inbox inbox;      // a line of its own: see intrusive_inbox.hpp
-  alignas(64) std::atomic<bool> sleeping{false};  // the loop announced it may block in ppoll
+  alignas(64) std::atomic<bool> sleeping{false};  // the loop announced it may block in epoll
   detail::admission_gate gate;
 
   std::mutex timer_mutex;
@@ -530,7 +532,7 @@ struct reactor::impl {
   bool timers_closed = false;           // guarded by timer_mutex: set by the final drain, then schedule_* reject
 
   // Loop thread only: the waits on descriptors, indexed by descriptor; how many are pending; whether the sleep
-  // that just ended polled epoll (iterate() then does not poll again).
+  // that just ended, or the spin before it, polled epoll and found reports (iterate() then does not poll again).
   std::vector<fd_entry> fds;
   std::size_t io_waiters = 0;
   bool polled_just_now = false;
