@@ -32,16 +32,16 @@
 // without blocking (at most 128 events), so a flood of tasks cannot starve sockets.
 //
 // Sleeping: an idle loop first polls for up to 20 us, its inbox and, while any wait is pending, epoll without
-// blocking, so that a hand-off from another thread (a cross-reactor continuation) or a socket report arriving
-// within that window costs no wake-up on either side (a peer's send() to a loop asleep in epoll pays one); then
-// it blocks in epoll_pwait2() on its descriptors and an eventfd, with the next timer's deadline as the timeout;
-// it uses no CPU. (So a loop whose reports come every few tens of microseconds spends most of the gaps polling,
-// and a timer that falls due during a poll runs up to about 20 us late.) A producer that pushes onto an empty inbox, or
+// blocking, so that a hand-off from another thread (a cross-reactor continuation) or a socket report arriving within
+// that window costs no wake-up on either side (a peer's send() to a loop asleep in epoll pays one); then it blocks
+// in epoll_pwait2() on its descriptors and an eventfd, with the next timer's deadline as the timeout; it uses no
+// CPU. (So a loop whose reports come every few tens of microseconds spends most of the gaps polling, and a timer
+// that falls due during a poll runs up to about 20 us late.) A producer that pushes onto an empty inbox, or
 // schedules a timer, writes the eventfd only if the loop announced it is going to sleep. The loop announces, then
-// re-checks the inbox (and the stop state) before it sleeps; the producer's push is a seq_cst CAS and its read of the
-// announcement a seq_cst load, the loop's announcement a seq_cst store and its re-check seq_cst loads, so either the
-// producer sees the announcement and wakes the loop, or the loop sees the work and does not sleep: no wake-up is lost,
-// and neither side needs a fence or a system call for it (reactor.cpp, wake()).
+// re-checks the inbox (and the stop state) before it sleeps; the producer's push is a seq_cst CAS and its read of
+// the announcement a seq_cst load, the loop's announcement a seq_cst store and its re-check seq_cst loads, so either
+// the producer sees the announcement and wakes the loop, or the loop sees the work and does not sleep: no wake-up is
+// lost, and neither side needs a fence or a system call for it (reactor.cpp, wake()).
 //
 // Timers (the reactor is a timer_service: timer_service.hpp): schedule_after()/schedule_at() may be called
 // from any thread; cancel_timer() too. Timers live in a binary heap guarded by a small mutex (uncontended when
