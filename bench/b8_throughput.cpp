@@ -8,6 +8,9 @@
 //   anydefer_submit   anydefer::submit(pool, f): a deferred per task, dropped (the everyday API)
 //   raw_moodycamel    moodycamel::ConcurrentQueue enqueue, one consumer thread spinning on try_dequeue
 //   raw_moodycamel_pool_sized  the same with as many consumer threads as the pool has workers
+//   raw_moodycamel_new  raw_moodycamel with each task made by `new` for its post and deleted by the consumer after
+//                     it ran: the floor of anything that makes an object per task on one thread and ends it on
+//                     another (a deferred per submit() does), so anydefer_submit is judged beside it too
 //   onetbb_enqueue    tbb::task_arena::enqueue into an arena of the machine's hardware threads
 //   asio_post         asio::io_context run by as many threads as the machine has, asio::post
 // Consumers: the pool, the TBB arena and Asio get the machine's hardware threads; moodycamel gets one.
@@ -101,8 +104,24 @@ void throughput_anydefer_submit(benchmark::State& state) {
   measure(state, done, [&](std::int64_t) { anydefer::submit(pool, [&done] { done.add(); }); });
 }
 
-// `consumers` threads spin on try_dequeue (yielding when idle, as the pool's workers do).
-void raw_moodycamel(benchmark::State& state, unsigned consumers) {
+// A counting task made for one post by `new`, deleted by the thread that runs it.
+class heap_counting_task final : public anydefer::task {
+ public:
+  explicit heap_counting_task(bench::sharded_counter& counter) noexcept : task(&ops_), counter_(counter) {}
+
+ private:
+  static void run(task& t) noexcept {
+    auto* self = static_cast<heap_counting_task*>(&t);
+    self->counter_.add();
+    delete self;
+  }
+  static void reject(task&, std::exception_ptr) noexcept { std::terminate(); }
+  static constexpr operations ops_{&run, &reject};
+  bench::sharded_counter& counter_;
+};
+// `consumers` threads spin on try_dequeue (yielding when idle, as the pool's workers do); with `heap_tasks` each
+// post enqueues a new heap_counting_task instead of a caller-owned one.
+void raw_moodycamel(benchmark::State& state, unsigned consumers, bool heap_tasks = false) {
   moodycamel::ConcurrentQueue<anydefer::task*> queue;
   std::atomic<bool> stop{false};
   bench::sharded_counter done;
@@ -126,13 +145,18 @@ void raw_moodycamel(benchmark::State& state, unsigned consumers) {
       }
     });
   }
-  measure(state, done, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
+  if (heap_tasks) {
+    measure(state, done, [&](std::int64_t) { queue.enqueue(new heap_counting_task(done)); });
+  } else {
+    measure(state, done, [&](std::int64_t i) { queue.enqueue(&tasks[static_cast<std::size_t>(i)]); });
+  }
   stop.store(true, std::memory_order_relaxed);
   for (auto& c : consumer_threads) c.join();
 }
 
 void throughput_raw_moodycamel(benchmark::State& state) { raw_moodycamel(state, 1); }
 void throughput_raw_moodycamel_pool_sized(benchmark::State& state) { raw_moodycamel(state, hardware_threads()); }
+void throughput_raw_moodycamel_new(benchmark::State& state) { raw_moodycamel(state, 1, true); }
 
 void throughput_onetbb_enqueue(benchmark::State& state) {
   const int threads = static_cast<int>(hardware_threads());
@@ -164,6 +188,7 @@ BENCHMARK(throughput_anydefer_execute_symmetric)->Name("BM_ExternalPost/anydefer
 BENCHMARK(throughput_anydefer_submit)->Name("BM_ExternalPost/anydefer_submit")->Apply(producers);
 BENCHMARK(throughput_raw_moodycamel)->Name("BM_ExternalPost/raw_moodycamel")->Apply(producers);
 BENCHMARK(throughput_raw_moodycamel_pool_sized)->Name("BM_ExternalPost/raw_moodycamel_pool_sized")->Apply(producers);
+BENCHMARK(throughput_raw_moodycamel_new)->Name("BM_ExternalPost/raw_moodycamel_new")->Apply(producers);
 BENCHMARK(throughput_onetbb_enqueue)->Name("BM_ExternalPost/onetbb_enqueue")->Apply(producers);
 BENCHMARK(throughput_asio_post)->Name("BM_ExternalPost/asio_post")->Apply(producers);
 

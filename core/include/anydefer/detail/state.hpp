@@ -639,9 +639,14 @@ class state_base : public continuation {
 
   // Drops the reference a dying state held on `held` (as release() does); at zero, reports `held` if nobody
   // consumed its failure and queues it on `dead`.
-  static void release_into(state_base* held, state_base*& dead) noexcept {
+  // Inline up to the null test: a link holds no inner deferred as a rule, and one added after its upstream fired
+  // no upstream either; the call alone cost such a link's end 7 of its instructions (B2).
+  [[gnu::always_inline]] static void release_into(state_base* held, state_base*& dead) noexcept {
+    if (held != nullptr) release_held_into(held, dead);
+  }
+  static void release_held_into(state_base* held, state_base*& dead) noexcept {
     std::uintptr_t w = 0;
-    if (held == nullptr || !held->drop_ref_was_last() || !held->last_owner_may_free(w)) return;
+    if (!held->drop_ref_was_last() || !held->last_owner_may_free(w)) return;
     held->report_if_unhandled(w);
     // A dead state's word is free: it links the list of states still to free, so that freeing a million-link
     // chain is a loop, not a recursion (destroy_released()).
