@@ -125,7 +125,7 @@ void raw_moodycamel(benchmark::State& state, unsigned consumers, bool heap_tasks
   moodycamel::ConcurrentQueue<anydefer::task*> queue;
   std::atomic<bool> stop{false};
   bench::sharded_counter done;
-  std::vector<counting_task> tasks(kTasks);
+  std::vector<counting_task> tasks(heap_tasks ? 0 : kTasks);
   for (auto& t : tasks) t.counter = &done;
   std::vector<std::thread> consumer_threads;
   for (unsigned c = 0; c < consumers; ++c) {
