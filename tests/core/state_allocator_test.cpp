@@ -3,6 +3,7 @@
 // the sanitizer tracks, and the same checks hold.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -82,6 +83,36 @@ TEST(StateAllocatorTest, OneThreadFreeingAndReallocatingManyKeepsBlocksDistinct)
   for (int i = 0; i < kBlocks; ++i)
     EXPECT_TRUE(holds(second[static_cast<std::size_t>(i)], static_cast<unsigned char>(i)));
   for (const block& b : second) deallocate_state(b.p, b.size);
+}
+
+// A block of 64 bytes or more starts on a cache line however it was obtained: fresh from the heap, again from
+// this thread's cache, from a batch another thread freed into the depot, or with the cache turned off.
+TEST(StateAllocatorTest, BlocksOfACacheLineOrMoreStartOnALine) {
+  constexpr std::size_t kLine = 64;
+  const std::size_t sizes[] = {64, 65, 100, 128, 144, 320, 1024};
+  auto off_a_line = [](void* p) { return reinterpret_cast<std::uintptr_t>(p) % kLine != 0; };
+  constexpr int kBlocks = 3000;  // more than a thread's cache of any class: batches go through the depot
+
+  for (std::size_t size : sizes) {
+    std::vector<void*> made(kBlocks);
+    std::thread maker([&] {
+      for (void*& p : made) p = allocate_state(size);
+    });
+    maker.join();
+    EXPECT_EQ(std::count_if(made.begin(), made.end(), off_a_line), 0) << size << " bytes, fresh";
+    for (void* p : made) deallocate_state(p, size);  // this thread's cache, then the depot
+    for (void*& p : made) p = allocate_state(size);
+    EXPECT_EQ(std::count_if(made.begin(), made.end(), off_a_line), 0) << size << " bytes, recycled";
+    for (void* p : made) deallocate_state(p, size);
+  }
+
+  const bool was_enabled = anydefer::detail::set_state_cache_enabled(false);
+  for (std::size_t size : sizes) {
+    void* p = allocate_state(size);
+    EXPECT_FALSE(off_a_line(p)) << size << " bytes, cache off";
+    deallocate_state(p, size);
+  }
+  anydefer::detail::set_state_cache_enabled(was_enabled);
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 // thread that frees more hands the full class, as one batch, to a bounded process-wide depot, where a thread
 // that runs out takes a batch before it asks the heap: a producer that makes states and a consumer that frees
 // them (a pool fed through submit()) recycle blocks a batch at a time. Beyond the depot's bound blocks go back
-// to the heap, and a thread's own cache goes back when it exits. Under AddressSanitizer or ThreadSanitizer the
-// cache is compiled out so every state is a real heap allocation the sanitizer can track.
+// to the heap, and a thread's own cache goes back when it exits. A block of 64 bytes or more starts on a cache
+// line, so that it spans as few lines as it can and shares none with the block before it. Under
+// AddressSanitizer or ThreadSanitizer the cache is compiled out so every state is a real heap allocation the
+// sanitizer can track (aligned the same way).
 #pragma once
 
 #include <array>
