@@ -31,7 +31,6 @@ constexpr std::size_t max_depot_batches = 8;  // per class: at most 128 KiB, 8 M
 // heap's alignment, 17.1 ms (17.0-17.5) line-aligned, where oneTBB takes 21.9 ms; B5 fib(30) did not change.
 // Smaller blocks gained nothing measurable from alignment to 32 or 64 bytes, so they keep the heap's.
 constexpr std::size_t cache_line = 64;
-constexpr std::size_t block_bytes(std::size_t c) noexcept { return (c + 1) * granule; }
 constexpr bool line_aligned(std::size_t c) noexcept { return block_bytes(c) >= cache_line; }
 
 // The only places a cached class's block is made and given back to the heap: the same alignment both ways.

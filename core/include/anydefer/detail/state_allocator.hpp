@@ -39,12 +39,14 @@ inline constexpr std::size_t granule = 16;
 inline constexpr std::size_t classes = 64;
 
 constexpr std::size_t class_of(std::size_t size) noexcept { return (size + granule - 1) / granule - 1; }
+// The size of every block of class c: what a request of class_of(size) == c is given.
+constexpr std::size_t block_bytes(std::size_t c) noexcept { return (c + 1) * granule; }
 
 // How many blocks of class c one magazine holds, and the size of a depot batch: 256, or fewer for large blocks so
 // that no magazine holds more than 16 KiB. A thread keeps two per class (the current one and a spare), so at
 // most 2 MiB over all classes.
 constexpr std::size_t max_cached_for(std::size_t c) noexcept {
-  const std::size_t by_bytes = 16384 / ((c + 1) * granule);
+  const std::size_t by_bytes = 16384 / block_bytes(c);
   return by_bytes > 256 ? 256 : by_bytes;
 }
 inline constexpr auto max_cached = [] {
